@@ -1,2 +1,43 @@
-def main() -> None:
-    raise SystemExit("not yet")
+"""`workbench` command line: serve | demo | bench | compare | report | lab.
+
+Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this module only
+dispatches, importing lazily so `workbench serve` does not pay for polars or altair.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("workbench.simulator.cli", "run the embedded simulator on a port (Ollama + OpenAI protocols)"),
+    "demo": ("workbench.demo", "stream prompts from the simulator with and without optimizations"),
+    "bench": ("workbench.experiments.cli", "run an A/B or ablation benchmark and write results + report"),
+    "compare": ("workbench.experiments.compare_cli", "compare two saved result files"),
+    "report": ("workbench.report", "execute a notebook and export it as offline HTML"),
+    "lab": ("workbench.lab", "open JupyterLab on the notebooks"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: workbench COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in _COMMANDS.items()]
+    lines += ["", "Run `workbench COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        raise SystemExit(0 if args else 2)
+    name, rest = args[0], args[1:]
+    if name not in _COMMANDS:
+        print(f"workbench: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(_COMMANDS[name][0])
+    raise SystemExit(module.main(rest))
+
+
+if __name__ == "__main__":
+    main()
