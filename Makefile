@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lab bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,8 +21,13 @@ test: $(VENV)/.installed
 	$(BIN)/mypy --strict workbench
 	$(BIN)/python -m pytest -q
 
+lab: $(VENV)/.installed
+	$(BIN)/workbench lab
+
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/parse_throughput.py
+	$(BIN)/python benchmarks/cache_lookup.py
+	$(BIN)/python benchmarks/widget_stream.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
