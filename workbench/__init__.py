@@ -36,15 +36,18 @@ from workbench._types import (
     Usage,
     UsageEvent,
 )
+from workbench.client import AsyncClient, Client
 from workbench.optimizations import Optimizations
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Backend",
     "CacheError",
     "CancelledError",
     "ChunkRecord",
+    "Client",
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",

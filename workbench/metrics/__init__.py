@@ -1,5 +1,20 @@
 """Per-chunk stamps to per-request metrics, frames and summaries."""
 
+from workbench.metrics.frames import chunks_frame, itl_frame, load_frame, save_frame, to_frame
 from workbench.metrics.recorder import Recorder, compute_metrics
+from workbench.metrics.stats import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize
 
-__all__ = ["Recorder", "compute_metrics"]
+__all__ = [
+    "Recorder",
+    "bootstrap_ci",
+    "chunks_frame",
+    "compute_metrics",
+    "diff_ci",
+    "itl_frame",
+    "load_frame",
+    "percentile",
+    "ratio_ci",
+    "save_frame",
+    "summarize",
+    "to_frame",
+]

@@ -1,0 +1,183 @@
+"""Vector indices: brute force vs HNSW agreement, early exit, removal, growth, the automatic switch."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from workbench._exceptions import ConfigError
+from workbench.cache.index import AnnIndex, AutoIndex, BruteForceIndex, VectorIndex, brute_force_truth
+
+DIM = 64
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _near(rng: np.random.Generator, base: np.ndarray, cos: float) -> np.ndarray:
+    """Unit vectors at exactly cosine `cos` from each row of `base`."""
+    noise = _unit(rng, len(base), base.shape[1])
+    noise -= (noise * base).sum(1, keepdims=True) * base
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    out = cos * base + np.sqrt(1 - cos * cos) * noise
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("cls", [BruteForceIndex, AnnIndex, AutoIndex])
+def test_protocol_and_basic_search(cls: type) -> None:
+    rng = np.random.default_rng(0)
+    idx = cls(DIM)
+    assert isinstance(idx, VectorIndex)
+    ids, sims = idx.search(_unit(rng, 1)[0], 3)
+    assert len(ids) == 0 and len(sims) == 0
+    x = _unit(rng, 50)
+    idx.add(np.arange(100, 150), x)
+    assert len(idx) == 50
+    ids, sims = idx.search(x[7], 3)
+    assert ids[0] == 107 and sims[0] == pytest.approx(1.0, abs=1e-3)
+    assert len(ids) == 3 and sims[0] >= sims[1] >= sims[2]
+    with pytest.raises(ConfigError):
+        idx.add([1], np.zeros((1, DIM + 1), np.float32))
+    with pytest.raises(ConfigError):
+        idx.search(np.zeros(DIM + 1, np.float32))
+
+
+def test_brute_force_agrees_with_ann() -> None:
+    rng = np.random.default_rng(1)
+    x = _unit(rng, 3000)
+    brute, ann = BruteForceIndex(DIM), AnnIndex(DIM)
+    brute.add(np.arange(3000), x)
+    ann.add(np.arange(3000), x)
+    queries = _near(rng, x[rng.integers(0, 3000, 200)], 0.9)
+    truth = brute_force_truth(x, queries)[:, 0]
+    got_b = np.array([brute.search(q, 1)[0][0] for q in queries])
+    got_a = np.array([ann.search(q, 1)[0][0] for q in queries])
+    np.testing.assert_array_equal(got_b, truth)
+    assert (got_a == truth).mean() >= 0.98
+    # similarities agree (float16 storage in the ANN index)
+    sa = np.array([ann.search(q, 1)[1][0] for q in queries[:20]])
+    sb = np.array([brute.search(q, 1)[1][0] for q in queries[:20]])
+    np.testing.assert_allclose(sa, sb, atol=2e-3)
+
+
+def test_brute_force_top_k_matches_numpy() -> None:
+    rng = np.random.default_rng(2)
+    x = _unit(rng, 500)
+    idx = BruteForceIndex(DIM)
+    idx.add(np.arange(500), x)
+    q = _unit(rng, 1)[0]
+    ids, sims = idx.search(q, 10)
+    expect = np.argsort(-(x @ q))[:10]
+    np.testing.assert_array_equal(ids, expect)
+    np.testing.assert_allclose(sims, (x @ q)[expect], rtol=1e-5)
+
+
+def test_early_exit_stops_at_the_first_good_enough_block() -> None:
+    rng = np.random.default_rng(3)
+    x = _unit(rng, 1000)
+    target = x[900].copy()
+    # a near-duplicate (cos 0.99) of the query sits in block 0; the exact copy sits in block 3 (rows 768..)
+    x[5] = _near(rng, target[None, :], 0.99)[0]
+    exact = BruteForceIndex(DIM, block_rows=256)
+    early = BruteForceIndex(DIM, early_exit_cosine=0.98, block_rows=256)
+    high_bar = BruteForceIndex(DIM, early_exit_cosine=0.999, block_rows=256)
+    for idx in (exact, early, high_bar):
+        idx.add(np.arange(1000), x)
+    assert exact.search(target, 1)[0][0] == 900
+    ids, sims = early.search(target, 1)
+    assert ids[0] == 5 and sims[0] == pytest.approx(0.99, abs=1e-4)
+    assert high_bar.search(target, 1)[0][0] == 900  # 0.99 is below that bar: it scans on
+    # with no match above the bar every block is scanned and the answer is exact
+    q = _near(rng, x[700:701], 0.9)[0]
+    assert early.search(q, 1)[0][0] == exact.search(q, 1)[0][0] == 700
+
+
+def test_remove_growth_and_compaction() -> None:
+    rng = np.random.default_rng(4)
+    x = _unit(rng, 300)
+    idx = BruteForceIndex(DIM, initial_capacity=4)
+    for i in range(300):  # one at a time: the matrix doubles 4 -> 512
+        idx.add(i, x[i])
+    assert idx.capacity == 512 and len(idx) == 300
+    assert idx.remove(10) and not idx.remove(10)
+    assert 10 not in idx and len(idx) == 299
+    ids, _ = idx.search(x[10], 300)
+    assert 10 not in ids.tolist() and len(ids) == 299
+    for i in range(0, 250):
+        idx.remove(i)
+    assert len(idx) == 50 and idx.capacity < 512  # tombstones compacted
+    ids, sims = idx.search(x[260], 1)
+    assert ids[0] == 260 and sims[0] == pytest.approx(1.0, abs=1e-5)
+    # re-adding an id replaces its vector
+    idx.add(260, x[0])
+    assert idx.search(x[0], 1)[0][0] == 260 and len(idx) == 50
+
+
+def test_removed_rows_never_match_even_with_negative_threshold_vectors() -> None:
+    idx = BruteForceIndex(2)
+    idx.add([1, 2], np.array([[1.0, 0.0], [-1.0, 0.0]], np.float32))
+    idx.remove(1)
+    ids, sims = idx.search(np.array([1.0, 0.0], np.float32), 2)
+    assert ids.tolist() == [2] and sims[0] == pytest.approx(-1.0)
+
+
+def test_ann_remove_and_replace() -> None:
+    rng = np.random.default_rng(5)
+    x = _unit(rng, 200)
+    idx = AnnIndex(DIM)
+    idx.add(np.arange(200), x)
+    assert idx.remove(42) and not idx.remove(42) and len(idx) == 199
+    assert idx.search(x[42], 1)[0][0] != 42
+    idx.add(7, x[42])
+    assert idx.search(x[42], 1)[0][0] == 7 and len(idx) == 199
+
+
+def test_auto_index_switches_to_ann_past_the_threshold() -> None:
+    rng = np.random.default_rng(6)
+    x = _unit(rng, 120)
+    idx = AutoIndex(DIM, ann_threshold=100)
+    idx.add(np.arange(99), x[:99])
+    assert idx.kind == "brute"
+    idx.add(np.arange(99, 120), x[99:])
+    assert idx.kind == "ann" and len(idx) == 120
+    assert idx.search(x[3], 1)[0][0] == 3
+    assert idx.remove(3) and len(idx) == 119
+    never = AutoIndex(DIM, ann_threshold=None)
+    never.add(np.arange(120), x)
+    assert never.kind == "brute"
+
+
+def test_concurrent_searches_during_adds_and_removes() -> None:
+    rng = np.random.default_rng(7)
+    x = _unit(rng, 4000)
+    idx = BruteForceIndex(DIM, early_exit_cosine=0.99, block_rows=256)
+    idx.add(np.arange(1000), x[:1000])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                i = int(rng.integers(0, 1000))
+                ids, sims = idx.search(x[i], 1)
+                # row i is never removed: it must always be found, exactly
+                assert ids[0] == i and sims[0] > 0.999
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for start in range(1000, 4000, 50):
+        idx.add(np.arange(start, start + 50), x[start : start + 50])
+        for j in range(start, start + 40):
+            idx.remove(j)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors, errors[0]
+    assert len(idx) == 1000 + 60 * 10

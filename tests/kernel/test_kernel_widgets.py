@@ -1,0 +1,124 @@
+"""StreamView and Dashboard in a real ipykernel: IOPub traffic, idle return, Stop mid-stream.
+
+The simulator runs in the test process (a real HTTP server on 127.0.0.1); the kernel streams from it with
+`workbench.client.AsyncClient` as a task on its own event loop, as it does in JupyterLab.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kernel_harness import Kernel
+
+from workbench.simulator import Profile, Simulator
+
+pytestmark = pytest.mark.slow
+
+TOKENS = 20_000
+RATE = 5_000  # tokens/s from the simulator
+
+
+def test_20k_tokens_at_5k_per_s_stay_under_60_messages_a_second(kernel: Kernel) -> None:
+    profile = Profile(ttft_ms=30.0, token_delay_ms=1000 / RATE, jitter=0.0)
+    with Simulator(profile) as sim:
+        view_id = kernel.run(f"""
+import asyncio
+from workbench._types import Backend, Request
+from workbench.client import AsyncClient
+from workbench.optimizations import Optimizations
+from workbench.widgets import StreamView
+opts = Optimizations(coalesce_ui=True, incremental_render=True, fast_parse=True)
+view = StreamView(optimizations=opts)
+client = AsyncClient(Backend({sim.url!r}, protocol="openai"), optimizations=opts)
+req = Request.chat("sim-small", "stream a lot", max_tokens={TOKENS})
+task = asyncio.ensure_future(view.arun(client, req))
+print(view.model_id, end="")
+""").strip()
+        t_submit = time.monotonic()
+        out = kernel.run(
+            "import json\nres = await task\n"
+            "print(json.dumps({'status': res.status, 'n': len(res.text), 'same': res.text == view.text(),"
+            " 'tokens': res.metrics.output_tokens, 'flushes': view.flushes}))",
+            timeout=90,
+        )
+        t_idle = time.monotonic()
+    info = json.loads(out)
+    assert info["status"] == "ok" and info["same"] and info["tokens"] == TOKENS
+
+    msgs = kernel.log.comm_msgs(view_id)
+    assert msgs, "no widget messages reached IOPub"
+    span = msgs[-1][0] - msgs[0][0]
+    assert span > 0.5 * TOKENS / RATE * 0.5  # the stream really took seconds, it was not one burst
+    rate = len(msgs) / max(span, 1e-3)
+    print(
+        f"{len(msgs)} comm messages in {span:.2f} s = {rate:.1f}/s; idle {t_idle - t_submit:.2f} s after submit"
+    )
+    assert rate <= 60, f"{len(msgs)} comm messages in {span:.2f} s = {rate:.0f}/s"
+    kinds = [m["content"]["data"]["method"] for _, m in msgs]
+    assert kinds.count("update") <= 2 and kinds[-1] == "update"  # deltas are custom; one final sync
+    final_state = msgs[-1][1]["content"]["data"]["state"]
+    assert len(final_state["_texts"]["output"]) == info["n"]  # the saved state holds the exact final text
+    assert final_state["_lanes"][0]["status"] == "done"
+    assert t_idle - t_submit < 60
+
+
+def _send_click(kernel: Kernel, button_id: str) -> float:
+    msg = kernel.kc.session.msg(
+        "comm_msg", {"comm_id": button_id, "data": {"method": "custom", "content": {"event": "click"}}}
+    )
+    kernel.kc.shell_channel.send(msg)
+    return time.monotonic()
+
+
+def test_dashboard_stop_click_ends_the_stream_within_200_ms(kernel: Kernel) -> None:
+    # An endless-looking stream: ~100,000 tokens at 200 tokens/s.
+    profile = Profile(
+        ttft_ms=20.0, token_delay_ms=5.0, jitter=0.0, default_tokens_min=100_000, default_tokens_max=100_000
+    )
+    with Simulator(profile) as sim:
+        ids = kernel.run(f"""
+import json
+from workbench._types import Backend
+from workbench.optimizations import Optimizations
+from workbench.widgets import Dashboard
+dash = Dashboard(backend=Backend({sim.url!r}, protocol="openai"), charts=False,
+                 optimizations=Optimizations(coalesce_ui=True, incremental_render=True, early_cancel=True))
+run_task = dash.run()
+print(json.dumps([dash.stop_button.model_id, dash.view.model_id]), end="")
+""")
+        stop_id, view_id = json.loads(ids)
+        # Let it stream for a while, then click Stop through the comm, as the browser would.
+        kernel.drain(timeout=1.0)
+        deltas_before = [
+            m for _, m in kernel.log.comm_msgs(view_id) if m["content"]["data"]["method"] == "custom"
+        ]
+        assert len(deltas_before) >= 5, "the stream did not start"
+        t_click = _send_click(kernel, stop_id)
+        t_cancelled = None
+        deadline = t_click + 5
+        while t_cancelled is None and time.monotonic() < deadline:
+            kernel.drain(timeout=0.02)
+            for t, m in kernel.log.comm_msgs(view_id, since=t_click):
+                state = m["content"]["data"].get("state", {})
+                if any(ln.get("status") == "cancelled" for ln in state.get("_lanes", [])):
+                    t_cancelled = t
+                    break
+        assert t_cancelled is not None, "no cancelled state after the Stop click"
+        print(f"Stop click -> cancelled state on IOPub: {1000 * (t_cancelled - t_click):.0f} ms")
+        assert t_cancelled - t_click <= 0.2, f"Stop took {1000 * (t_cancelled - t_click):.0f} ms"
+        out = kernel.run(
+            "import asyncio\nres = await asyncio.wait_for(run_task, 5)\n"
+            "print(json.dumps({'status': dash.results['status'].to_list(), 'n': len(dash.view.text()),"
+            " 'running': dash.running}))",
+            timeout=30,
+        )
+    info = json.loads(out)
+    assert info["status"] == ["cancelled"] and 0 < info["n"] and not info["running"]
+    after = [
+        m
+        for t, m in kernel.log.comm_msgs(view_id, since=t_cancelled + 0.05)
+        if m["content"]["data"]["method"] == "custom"
+    ]
+    assert after == [], "deltas kept coming after Stop"

@@ -1,0 +1,141 @@
+"""Cache keys: everything that changes the answer, canonicalised, hashed.
+
+A key is ``blake2b-128(orjson(normalised dict, OPT_SORT_KEYS))`` as 32 hex characters. The normalised dict
+holds only plain JSON values (numbers as floats or ints, tuples as lists, mappings as dicts), and orjson
+sorts keys at every depth, so the bytes (and so the key) depend on the request's content only: not on dict
+insertion order, not on the process, not on ``PYTHONHASHSEED``. ``KEY_VERSION`` is part of the hashed
+dict so a change of layout can never alias old entries.
+
+``partition_key`` is the same construction with the *last user turn removed* (for a completion request:
+without the prompt). Two requests share a partition when they differ at most in that last user turn, so a
+semantic match can only pair prompts asked of the same backend and model, with the same parameters, system
+prompt, earlier turns and namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import orjson
+
+from workbench._exceptions import ConfigError
+from workbench._types import Request
+
+__all__ = [
+    "KEY_FIELDS",
+    "KEY_VERSION",
+    "TemperaturePolicy",
+    "is_sampled",
+    "key_dict",
+    "partition_key",
+    "request_key",
+]
+
+KEY_VERSION = 1
+
+TemperaturePolicy = Literal["bypass", "replay"]
+
+# (field, why it is in the key). Rendered as the table in workbench.cache's docstring.
+KEY_FIELDS: tuple[tuple[str, str], ...] = (
+    ("v", "key layout version (KEY_VERSION)"),
+    ("namespace", "tenant / experiment namespace: two namespaces never share an entry"),
+    ("backend", "backend label or URL: two servers may answer differently"),
+    ("endpoint", "chat or completion"),
+    ("model", "model name"),
+    ("messages", "every message in order: system prompt, earlier turns, last user turn"),
+    ("prompt", "completion prompt"),
+    ("tools", "tool definitions"),
+    ("temperature, top_p, seed, max_tokens, stop", "sampling parameters"),
+    ("options", "every other server option (num_ctx, penalties, ...)"),
+    ("include_usage", "whether the stream carries a usage chunk"),
+)
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A JSON-plain copy: mappings -> dict with str keys, sequences -> list, ints/floats/str/bool/None."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} holds a non-finite number {value!r}", hint="use a finite value")
+        # 1.0 and 1 mean the same to every server; one spelling keeps their keys equal.
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, Sequence | set | frozenset) and not isinstance(value, bytes | bytearray):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
+        return [_plain(v, where) for v in items]
+    raise ConfigError(
+        f"{where} holds a {type(value).__name__}, which cannot be part of a cache key",
+        hint="pass plain JSON values (str, numbers, bool, lists, dicts) in options and tools",
+    )
+
+
+def _last_user_index(request: Request) -> int | None:
+    for i in range(len(request.messages) - 1, -1, -1):
+        if request.messages[i].role == "user":
+            return i
+    return None
+
+
+def key_dict(
+    request: Request, *, namespace: str = "", backend: str = "", partition: bool = False
+) -> dict[str, Any]:
+    """The normalised dict that is hashed. `partition=True` leaves out the last user turn."""
+    messages = [[m.role, m.content] for m in request.messages]
+    prompt = request.prompt
+    if partition:
+        if request.endpoint == "completion":
+            prompt = None
+        else:
+            idx = _last_user_index(request)
+            if idx is not None:
+                del messages[idx]
+    return {
+        "v": KEY_VERSION,
+        "namespace": namespace,
+        "backend": backend,
+        "endpoint": request.endpoint,
+        "model": request.model,
+        "messages": messages,
+        "prompt": prompt,
+        "tools": _plain(request.tools, "tools"),
+        "temperature": _plain(request.temperature, "temperature"),
+        "top_p": _plain(request.top_p, "top_p"),
+        "seed": request.seed,
+        "max_tokens": request.max_tokens,
+        "stop": list(request.stop),
+        "options": _plain(request.options, "options"),
+        "include_usage": request.include_usage,
+        "partition": partition,
+    }
+
+
+def _digest(d: dict[str, Any]) -> str:
+    return hashlib.blake2b(orjson.dumps(d, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+
+
+def request_key(request: Request, *, namespace: str = "", backend: str = "") -> str:
+    """32 hex characters identifying everything that changes the answer (see the module docstring)."""
+    return _digest(key_dict(request, namespace=namespace, backend=backend))
+
+
+def partition_key(request: Request, *, namespace: str = "", backend: str = "") -> str:
+    """The key without the last user turn: the semantic tier only matches within one partition."""
+    return _digest(key_dict(request, namespace=namespace, backend=backend, partition=True))
+
+
+def is_sampled(request: Request) -> bool:
+    """True when the answer is a random draw: temperature > 0 and no seed.
+
+    With a seed the server's draw is reproducible, so replaying it is faithful. `temperature=None` (server
+    default) counts as not sampled: the user did not ask for variety, and treating it as sampled would turn
+    every default request into a bypass. Set `temperature` explicitly to opt out.
+    """
+    t = request.temperature
+    return t is not None and t > 0 and request.seed is None

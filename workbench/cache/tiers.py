@@ -1,0 +1,457 @@
+"""`ResponseCache`: the tiers composed (memory -> disk -> redis -> semantic) plus the caching policy.
+
+Lookup order is fastest first. A hit in a lower tier is promoted upward (a disk hit is put in memory, a
+Redis hit in disk and memory), so the next identical request is answered by the fastest tier. The semantic
+tier stores only (partition, prompt text, key); its match is resolved to an entry through the exact tiers,
+and a match whose entry has gone (evicted, expired) is removed from the semantic index and is a miss.
+
+Toggles: ``exact=False`` turns exact-key answers off (the tiers still hold entries for the semantic tier);
+``disk`` and ``redis`` add those tiers; ``semantic`` is any object with the `SemanticLike` methods.
+
+Policy for sampled requests (temperature > 0 without a seed, see `workbench.cache.key.is_sampled`):
+``"bypass"`` (default) neither looks up nor stores them, and their result says ``cache="bypass"``;
+``"replay"`` caches them like any other request (a replay then repeats one draw).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import polars as pl
+
+from workbench._exceptions import ConfigError
+from workbench._types import Request, StreamResult
+from workbench.cache.disk import DiskTier
+from workbench.cache.entry import CacheEntry, storable
+from workbench.cache.exact import ExactTier
+from workbench.cache.key import TemperaturePolicy, is_sampled, partition_key, request_key
+from workbench.cache.redis import RedisTier
+from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
+from workbench.cache.stats import Counters, EventLog
+from workbench.optimizations import Optimizations
+
+__all__ = ["CacheHit", "ResponseCache", "SemanticLike", "SemanticMatchLike"]
+
+
+class SemanticMatchLike(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def similarity(self) -> float: ...
+
+    @property
+    def matched_text(self) -> str: ...
+
+
+class SemanticLike(Protocol):
+    """What `ResponseCache` needs from `workbench.cache.semantic.SemanticTier`."""
+
+    def lookup(self, partition: str, text: str) -> SemanticMatchLike | None: ...
+
+    def add(self, partition: str, text: str, key: str) -> None: ...
+
+    def remove(self, key: str) -> None: ...
+
+
+class _Tier(Protocol):
+    name: str
+    counters: Counters
+
+    def get(self, key: str) -> CacheEntry | None: ...
+
+    def peek(self, key: str) -> CacheEntry | None: ...
+
+    def put(self, entry: CacheEntry) -> bool: ...
+
+    def remove(self, key: str) -> bool: ...
+
+    def clear(self) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """A lookup that found an answer. `tier` is where it was found; `kind` is what the result will say."""
+
+    entry: CacheEntry
+    key: str
+    kind: Literal["exact", "semantic"]
+    tier: str
+    similarity: float | None = None
+    matched_prompt: str | None = None
+    lookup_us: float = 0.0
+
+
+class ResponseCache:
+    """Exact (memory, disk, Redis) and semantic response caches behind one lookup/store API."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str = "default",
+        exact: bool = True,
+        max_entries: int = 1024,
+        max_bytes: int = 64 * 1024 * 1024,
+        ttl_s: float | None = 3600.0,
+        disk: DiskTier | str | Path | None = None,
+        redis: RedisTier | str | None = None,
+        semantic: SemanticLike | None = None,
+        temperature_policy: TemperaturePolicy = "bypass",
+        replay_timing: bool = False,
+        log_size: int = 10_000,
+    ) -> None:
+        if temperature_policy not in ("bypass", "replay"):
+            raise ConfigError(
+                f"unknown temperature_policy {temperature_policy!r}", hint="use 'bypass' or 'replay'"
+            )
+        self.namespace = namespace
+        self.exact = exact
+        self.temperature_policy: TemperaturePolicy = temperature_policy
+        self.replay_timing = replay_timing
+        self.memory = ExactTier(max_entries=max_entries, max_bytes=max_bytes, ttl_s=ttl_s)
+        self.disk = disk if isinstance(disk, DiskTier) or disk is None else DiskTier(disk)
+        self.redis = (
+            redis if isinstance(redis, RedisTier) or redis is None else RedisTier(redis, namespace=namespace)
+        )
+        self.semantic = semantic
+        if semantic is not None and self.disk is None and self.redis is None:
+            # Memory is the only home of the answers: when it drops one, the semantic index entry pointing
+            # at it goes too (with disk/Redis the answer may live on; dangling matches are removed on lookup).
+            self.memory.on_drop = self._forget_semantic
+        self.counters = Counters(("hits", "misses", "bypass", "stores", "not_stored", "errors"))
+        self.semantic_counters = Counters()
+        self.log = EventLog(log_size)
+        self._semantic_warned = False
+        self._warn_lock = threading.Lock()
+
+    @classmethod
+    def from_optimizations(
+        cls,
+        opts: Optimizations,
+        *,
+        disk_path: str | Path | None = None,
+        redis_url: str | None = None,
+        semantic: SemanticLike | None = None,
+        **kwargs: Any,
+    ) -> ResponseCache | None:
+        """The cache an `Optimizations` asks for, or None when every cache toggle is off (and no Redis URL).
+
+        `disk_cache` needs `disk_path`. `semantic_cache` uses `semantic` when given, else builds
+        `workbench.cache.semantic.SemanticTier()` with its defaults.
+        """
+        if not (opts.exact_cache or opts.semantic_cache or opts.disk_cache or redis_url):
+            return None
+        if opts.disk_cache and disk_path is None:
+            raise ConfigError("disk_cache is on but no disk_path was given", hint="pass disk_path='...'")
+        if opts.semantic_cache and semantic is None:
+            semantic = _default_semantic()
+        return cls(
+            exact=opts.exact_cache or opts.disk_cache or redis_url is not None,
+            disk=disk_path if opts.disk_cache else None,
+            redis=redis_url,
+            semantic=semantic if opts.semantic_cache else None,
+            **kwargs,
+        )
+
+    # ---- keys and policy ----
+
+    @property
+    def tiers(self) -> list[_Tier]:
+        out: list[_Tier] = [self.memory]
+        if self.disk is not None:
+            out.append(self.disk)
+        if self.redis is not None:
+            out.append(self.redis)
+        return out
+
+    def key(self, request: Request, *, backend: str = "") -> str:
+        return request_key(request, namespace=self.namespace, backend=backend)
+
+    def partition(self, request: Request, *, backend: str = "") -> str:
+        return partition_key(request, namespace=self.namespace, backend=backend)
+
+    def bypasses(self, request: Request) -> bool:
+        """True when the policy says this request is neither looked up nor stored."""
+        return self.temperature_policy == "bypass" and is_sampled(request)
+
+    # ---- lookup ----
+
+    def lookup(self, request: Request, *, backend: str = "") -> CacheHit | None:
+        """The stored answer for `request`, or None. A bypassed request is logged as such and returns None."""
+        t0 = time.perf_counter_ns()
+        if self.bypasses(request):
+            self.counters.incr("bypass")
+            self.log.add("policy", "bypass", None, time.perf_counter_ns() - t0)
+            return None
+        key = self.key(request, backend=backend)
+        hit: CacheHit | None = None
+        if self.exact:
+            hit = self._lookup_exact(key)
+        if hit is None and self.semantic is not None:
+            hit = self._lookup_semantic(request, backend)
+        dt = time.perf_counter_ns() - t0
+        if hit is None:
+            self.counters.incr("misses")
+            self.log.add("none", "miss", None, dt)
+            return None
+        self.counters.incr("hits")
+        self.log.add(hit.tier, hit.kind, hit.similarity, dt)
+        return CacheHit(hit.entry, hit.key, hit.kind, hit.tier, hit.similarity, hit.matched_prompt, dt / 1e3)
+
+    def _lookup_exact(self, key: str) -> CacheHit | None:
+        tiers = self.tiers
+        for i, tier in enumerate(tiers):
+            entry = tier.get(key)
+            if entry is not None:
+                for upper in tiers[:i]:  # promote into every faster tier
+                    upper.put(entry)
+                return CacheHit(entry, key, "exact", tier.name)
+        return None
+
+    def _fetch(self, key: str) -> tuple[CacheEntry, str] | None:
+        tiers = self.tiers
+        for i, tier in enumerate(tiers):
+            entry = tier.peek(key)
+            if entry is not None:
+                for upper in tiers[:i]:
+                    upper.put(entry)
+                return entry, tier.name
+        return None
+
+    def _lookup_semantic(self, request: Request, backend: str) -> CacheHit | None:
+        assert self.semantic is not None
+        try:
+            match = self.semantic.lookup(self.partition(request, backend=backend), request.last_user_text)
+        except Exception as exc:  # the semantic tier is an optimisation: it may fail, the run may not
+            self._semantic_failed(exc)
+            self.semantic_counters.incr("misses")
+            return None
+        if match is None:
+            self.semantic_counters.incr("misses")
+            return None
+        found = self._fetch(match.key)
+        if found is None:
+            # The answer left every tier (evicted or expired): drop the dangling index entry.
+            self.semantic_counters.incr("misses")
+            self.semantic_counters.incr("evictions")
+            try:
+                self.semantic.remove(match.key)
+            except Exception as exc:
+                self._semantic_failed(exc)
+            return None
+        self.semantic_counters.incr("hits")
+        entry, _ = found
+        return CacheHit(entry, match.key, "semantic", "semantic", float(match.similarity), match.matched_text)
+
+    def _forget_semantic(self, keys: list[str]) -> None:
+        sem = self.semantic
+        if sem is None:
+            return
+        try:
+            for k in keys:
+                sem.remove(k)
+        except Exception as exc:
+            self._semantic_failed(exc)
+
+    def _semantic_failed(self, exc: Exception) -> None:
+        self.semantic_counters.incr("errors")
+        with self._warn_lock:
+            if self._semantic_warned:
+                return
+            self._semantic_warned = True
+        warnings.warn(
+            f"semantic cache tier failed ({type(exc).__name__}: {exc}); treating as a miss",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+    # ---- store ----
+
+    def store(
+        self, request: Request, result: StreamResult, *, backend: str = "", done_seen: bool = True
+    ) -> bool:
+        """Store a complete answer. Failed, cancelled, truncated and bypassed responses are never stored."""
+        if not storable(result, done_seen=done_seen) or self.bypasses(request):
+            self.counters.incr("not_stored")
+            return False
+        key = self.key(request, backend=backend)
+        entry = CacheEntry.from_result(key, result)
+        stored = False
+        for tier in self.tiers:
+            stored = tier.put(entry) or stored
+        if not stored:
+            self.counters.incr("not_stored")
+            return False
+        if self.semantic is not None:
+            try:
+                self.semantic.add(self.partition(request, backend=backend), request.last_user_text, key)
+                self.semantic_counters.incr("stores")
+            except Exception as exc:
+                self._semantic_failed(exc)
+        self.counters.incr("stores")
+        return True
+
+    # ---- replay ----
+
+    def _core(
+        self,
+        hit: CacheHit,
+        request: Request,
+        timing: bool | None,
+        backend: str | None,
+        optimizations: Mapping[str, Any] | None,
+        sent_ns: int | None = None,
+    ) -> ReplayCore:
+        return ReplayCore(
+            hit.entry,
+            request,
+            kind=hit.kind,
+            similarity=hit.similarity,
+            matched_prompt=hit.matched_prompt,
+            timing=self.replay_timing if timing is None else timing,
+            backend=backend,
+            optimizations=optimizations,
+            sent_ns=sent_ns,
+        )
+
+    def replay(
+        self,
+        hit: CacheHit,
+        request: Request,
+        *,
+        timing: bool | None = None,
+        backend: str | None = None,
+        optimizations: Mapping[str, Any] | None = None,
+        sent_ns: int | None = None,
+    ) -> Replay:
+        """A sync stream of the stored chunks (original boundaries; original gaps when `timing`).
+
+        `sent_ns` (perf_counter_ns) is the request's send stamp; pass the moment before `lookup` so the
+        hit's TTFT includes the lookup. Default: when the replay starts.
+        """
+        return Replay(self._core(hit, request, timing, backend, optimizations, sent_ns))
+
+    def areplay(
+        self,
+        hit: CacheHit,
+        request: Request,
+        *,
+        timing: bool | None = None,
+        backend: str | None = None,
+        optimizations: Mapping[str, Any] | None = None,
+        sent_ns: int | None = None,
+    ) -> AsyncReplay:
+        return AsyncReplay(self._core(hit, request, timing, backend, optimizations, sent_ns))
+
+    # ---- statistics ----
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        out = {t.name: t.counters.snapshot() for t in self.tiers}
+        if self.semantic is not None:
+            out["semantic"] = self.semantic_counters.snapshot()
+        out["total"] = self.counters.snapshot()
+        return out
+
+    def stats_frame(self) -> pl.DataFrame:
+        """One row per tier plus `total`: lookups, hits, misses, stores, evictions, bytes, hit_rate, ..."""
+        rows: list[dict[str, Any]] = []
+
+        def row(tier: str, c: dict[str, int], nbytes: int | None, entries: int | None) -> None:
+            lookups = c.get("hits", 0) + c.get("misses", 0)
+            rows.append(
+                {
+                    "tier": tier,
+                    "lookups": lookups,
+                    "hits": c.get("hits", 0),
+                    "misses": c.get("misses", 0),
+                    "stores": c.get("stores", 0),
+                    "evictions": c.get("evictions", 0),
+                    "expirations": c.get("expirations", 0),
+                    "errors": c.get("errors", 0),
+                    "bytes": nbytes,
+                    "entries": entries,
+                    "hit_rate": c.get("hits", 0) / lookups if lookups else None,
+                }
+            )
+
+        for t in self.tiers:
+            nb = None if t is self.redis else t.nbytes
+            row(t.name, t.counters.snapshot(), nb, len(t))
+        if self.semantic is not None:
+            row("semantic", self.semantic_counters.snapshot(), None, None)
+        total = self.counters.snapshot()
+        row("total", total, None, None)
+        rows[-1]["bypass"] = total.get("bypass", 0)
+        return pl.DataFrame(
+            rows,
+            schema={
+                "tier": pl.Utf8,
+                "lookups": pl.Int64,
+                "hits": pl.Int64,
+                "misses": pl.Int64,
+                "stores": pl.Int64,
+                "evictions": pl.Int64,
+                "expirations": pl.Int64,
+                "errors": pl.Int64,
+                "bytes": pl.Int64,
+                "entries": pl.Int64,
+                "hit_rate": pl.Float64,
+                "bypass": pl.Int64,
+            },
+        )
+
+    def events_frame(self) -> pl.DataFrame:
+        """Recent lookups: t_ms, tier, kind (exact, semantic, miss, bypass), similarity, lookup_us."""
+        return self.log.frame()
+
+    # ---- housekeeping ----
+
+    def sweep(self) -> int:
+        """Expire due memory entries now (small batches; lookups are never blocked for long)."""
+        return self.memory.sweep()
+
+    def clear(self) -> None:
+        """Drop every entry in every tier (Redis: this namespace only). Counters are kept."""
+        for t in self.tiers:
+            t.clear()
+        clear = getattr(self.semantic, "clear", None)
+        if callable(clear):
+            clear()
+
+    def close(self) -> None:
+        if self.disk is not None:
+            self.disk.close()
+        if self.redis is not None:
+            self.redis.close()
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _default_semantic() -> SemanticLike:
+    # Imported by name at run time: the semantic tier is a separate module that may be absent or broken,
+    # and the exact tiers must keep working without it.
+    try:
+        mod = importlib.import_module("workbench.cache.semantic")
+        tier: SemanticLike = mod.SemanticTier()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"semantic_cache is on but workbench.cache.semantic is not usable ({exc})",
+            hint="turn semantic_cache off, or pass semantic=... explicitly",
+        ) from exc
+    return tier

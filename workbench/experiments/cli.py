@@ -1,0 +1,265 @@
+"""`workbench bench`: run an A/B, an ablation or a sweep against a server (or the embedded simulator), then
+write results (Parquet + JSON sidecar), a Markdown table and an offline HTML report with inline SVG charts.
+
+    workbench bench --tls --variants baseline,all --repeats 2 --warmup 1 --out data/results/ab
+    workbench bench --ablation --prompts mixed --limit 30
+    workbench bench --url http://127.0.0.1:11434 --model llama3.2 --arrival rate=5,poisson
+    workbench bench --sweep concurrency=1,4,16 --synthetic 64 --output-tokens 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from workbench._exceptions import ConfigError, WorkbenchError
+from workbench._types import Backend
+from workbench.experiments.arrivals import parse_arrival, parse_sweep
+from workbench.experiments.report import html_report, markdown_report, markdown_table
+from workbench.experiments.results import RunResult, sweep_table
+from workbench.experiments.runner import ablation_variants, compare
+from workbench.experiments.stats import SLO
+from workbench.experiments.workloads import Workload, available_prompt_sets
+from workbench.optimizations import Optimizations
+
+__all__ = ["main", "parse_variant"]
+
+_NAMED = {"baseline": Optimizations.baseline, "all": Optimizations.all, "transport": Optimizations.transport}
+
+
+def parse_variant(spec: str) -> Optimizations:
+    """`baseline`, `all`, `transport`, or toggles joined by `+` (`connection_pool+http2+concurrency=4`)."""
+    spec = spec.strip()
+    if spec in _NAMED:
+        return _NAMED[spec]()
+    fields = {f.name: f for f in dataclasses.fields(Optimizations)}
+    changes: dict[str, Any] = {}
+    for part in spec.split("+"):
+        name, _, value = part.strip().partition("=")
+        if name not in fields:
+            raise ConfigError(f"unknown optimization {name!r}", hint=f"known: {', '.join(fields)}")
+        changes[name] = int(value) if name == "concurrency" else (value.lower() not in ("0", "false", "off"))
+    return Optimizations(**changes)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench bench", description=__doc__.split("\n\n")[0])
+    g = p.add_argument_group("server")
+    g.add_argument("--url", help="a real server; without it the embedded simulator is started")
+    g.add_argument("--protocol", default="auto", choices=["auto", "openai", "ollama"])
+    g.add_argument("--api-key", default=None)
+    g.add_argument("--ca", default=None, help="CA bundle to trust (TLS)")
+    g.add_argument("--tls", action="store_true", help="simulator: serve HTTPS (its own CA is trusted)")
+    g.add_argument("--http2", action="store_true", help="simulator: offer HTTP/2")
+    g.add_argument("--ttft-ms", type=float, help="simulator: time to first token")
+    g.add_argument("--token-ms", type=float, help="simulator: delay per token")
+    g.add_argument("--jitter", type=float, help="simulator: relative jitter of the token delay")
+    g.add_argument("--max-parallel", type=int, help="simulator: requests served at once (others queue)")
+    g.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE", help="any other Profile field")
+    w = p.add_argument_group("workload")
+    w.add_argument("--model", default="sim-small")
+    w.add_argument("--prompts", default="mixed", help=f"shipped set: {', '.join(available_prompt_sets())}")
+    w.add_argument("--prompts-file", help="a JSONL file of prompts (text, id, group, relation, ...)")
+    w.add_argument("--synthetic", type=int, metavar="N", help="N synthetic prompts instead of a prompt set")
+    w.add_argument("--input-tokens", type=int, default=64)
+    w.add_argument("--output-tokens", type=int, default=32)
+    w.add_argument("--spread", type=float, default=0.0)
+    w.add_argument("--limit", type=int, help="use only the first N prompts")
+    w.add_argument(
+        "--balanced", type=int, metavar="N", help="about N prompts by whole groups (keeps repeats)"
+    )
+    w.add_argument("--max-tokens", type=int, default=None)
+    r = p.add_argument_group("run")
+    r.add_argument(
+        "--variants", default="baseline,all", help="comma-separated: baseline, all, transport, a+b"
+    )
+    r.add_argument("--ablation", action="store_true", help="each toggle off from all-on and on from baseline")
+    r.add_argument("--repeats", type=int, default=1)
+    r.add_argument("--arrival", default="sequential", help="sequential | concurrency=N | rate=R[,poisson]")
+    r.add_argument("--sweep", help="concurrency=1,4,16 or rate=10,50[,poisson]: one run per level")
+    r.add_argument("--warmup", type=int, default=1, help="warm-up requests per variant (excluded)")
+    r.add_argument("--no-interleave", action="store_true")
+    r.add_argument(
+        "--block", type=int, default=1, help="interleave in randomized blocks of this many prompts"
+    )
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--slo", default="ttft_ms=500,tpot_ms=50", help="goodput limits, e.g. ttft_ms=500,e2e_ms=5000"
+    )
+    r.add_argument("--out", default=None, help="output directory (default data/results/bench-<time>)")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--charts", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from workbench.simulator import Profile
+
+    changes: dict[str, Any] = {}
+    for flag, name in (
+        ("ttft_ms", "ttft_ms"),
+        ("token_ms", "token_delay_ms"),
+        ("jitter", "jitter"),
+        ("max_parallel", "max_parallel"),
+    ):
+        if getattr(args, flag) is not None:
+            changes[name] = getattr(args, flag)
+    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    for kv in args.sim:
+        key, _, raw = kv.partition("=")
+        if key not in fields:
+            raise ConfigError(f"unknown simulator setting {key!r}", hint=f"known: {', '.join(fields)}")
+        default = fields[key].default
+        changes[key] = type(default)(raw) if isinstance(default, int | float | str) else float(raw)
+    return Profile(**changes)
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace) -> Iterator[tuple[Backend, dict[str, Any]]]:
+    if args.url:
+        verify: bool | str = args.ca if args.ca else True
+        yield (
+            Backend(args.url, protocol=args.protocol, api_key=args.api_key, verify=verify),
+            {"url": args.url},
+        )
+        return
+    from workbench.simulator import Simulator
+
+    profile = _profile(args)
+    with Simulator(profile, tls=args.tls, http2=args.http2) as sim:
+        verify = sim.ca_path if sim.ca_path else True
+        info = {
+            "simulator": True,
+            "tls": args.tls,
+            "http2": args.http2,
+            "profile": dataclasses.asdict(profile),
+        }
+        proto: Literal["openai", "ollama"] = "ollama" if args.protocol == "ollama" else "openai"
+        yield Backend(sim.url, protocol=proto, verify=verify, name="simulator"), info
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    common: dict[str, Any] = {"model": args.model, "max_tokens": args.max_tokens}
+    if args.synthetic:
+        wl = Workload.synthetic(
+            args.synthetic,
+            input_tokens=args.input_tokens,
+            output_tokens=args.output_tokens,
+            spread=args.spread,
+            seed=args.seed,
+            **common,
+        )
+    elif args.prompts_file:
+        wl = Workload.from_jsonl(args.prompts_file, **common)
+    else:
+        wl = Workload.prompts(args.prompts, **common)
+    if args.balanced:
+        wl = wl.balanced(args.balanced)
+    return wl.head(args.limit) if args.limit else wl
+
+
+def _slo(spec: str) -> SLO:
+    kv = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+    try:
+        return SLO(**{k.strip(): float(v) for k, v in kv.items()})
+    except TypeError as exc:
+        raise ConfigError(
+            f"cannot read SLO {spec!r}", hint="keys: ttft_ms, tpot_ms, e2e_ms, itl_p99_ms"
+        ) from exc
+
+
+def _charts(run: RunResult) -> list[str]:
+    """Inline SVGs from the charts module (vl-convert); a report without charts beats no report."""
+    try:
+        from workbench.widgets import charts as ch
+    except ImportError as exc:  # pragma: no cover - charts are part of the package
+        print(f"charts unavailable: {exc}", file=sys.stderr)
+        return []
+    out = []
+    frame = run.measured
+    makers: list[Callable[[], Any]] = [
+        lambda: ch.ttft_histogram(frame),
+        lambda: ch.throughput_by_variant(frame),
+        lambda: ch.ablation_chart(run.comparisons(), stat="median"),
+        lambda: ch.cache_hit_rate_over_time(frame),
+    ]
+    for make in makers:
+        try:
+            out.append(ch.to_svg(make()))
+        except Exception as exc:  # one chart failing must not lose the measured results
+            print(f"chart skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return out
+
+
+def _write(run: RunResult, out: Path, title: str, charts: bool) -> None:
+    run.save(out / "results.parquet")
+    md = markdown_report(run)
+    md += "\n### Goodput\n\n" + markdown_table(run.goodput()) + "\n"
+    md += "\n### Throughput\n\n" + markdown_table(run.throughput()) + "\n"
+    (out / "report.md").write_text(md)
+    page = html_report(run, charts=_charts(run) if charts else [], title=title)
+    (out / "report.html").write_text(page)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _main(args)
+    except WorkbenchError as exc:
+        print(f"workbench bench: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    variants = (
+        ablation_variants()
+        if args.ablation
+        else {name.strip(): parse_variant(name) for name in args.variants.split(",") if name.strip()}
+    )
+    workload = _workload(args)
+    slo = _slo(args.slo)
+    arrivals = parse_sweep(args.sweep).arrivals() if args.sweep else [parse_arrival(args.arrival)]
+    out = Path(args.out or f"data/results/bench-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    with _server(args) as (backend, server_info):
+        runs: list[RunResult] = []
+        for arrival in arrivals:
+            run = compare(
+                workload,
+                variants,
+                backend=backend,
+                repeats=args.repeats,
+                interleave=not args.no_interleave,
+                arrival=arrival,
+                warmup=args.warmup,
+                progress=not args.no_progress,
+                seed=args.seed,
+                block=args.block,
+                slo=slo,
+                baseline="baseline" if "baseline" in variants else None,
+            )
+            run.config["server"] = server_info
+            run.config["argv"] = sys.argv[1:]
+            target = out if len(arrivals) == 1 else out / arrival.label().replace("=", "-").replace(",", "-")
+            target.mkdir(parents=True, exist_ok=True)
+            _write(run, target, f"workbench bench · {arrival.label()}", args.charts)
+            print(f"\n== {arrival.label()} ==")
+            print(markdown_report(run))
+            runs.append(run)
+            if args.ablation:
+                cmp = run.comparisons(metrics=["ttft_ms", "e2e_ms"], stats=["median"])
+                print("### Ablation (each variant against the baseline, medians)\n")
+                print(markdown_table(cmp.select("variant", "metric", "factor", "ci_lo", "ci_hi", "verdict")))
+        if len(arrivals) > 1:
+            table = sweep_table(runs)
+            table.write_csv(out / "sweep.csv")
+            print("\n== sweep ==")
+            print(markdown_table(table))
+    print(f"\nwrote {out}/ (results.parquet, results.json, report.md, report.html)")
+    return 0

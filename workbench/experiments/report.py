@@ -1,0 +1,323 @@
+"""Reports generated from measurements: a before/after table (Markdown and polars) and an offline HTML page.
+
+The table has the rows the seed reports track (streaming tok/s, TTFT p50/p95/p99, cache lookup latency, cache
+hit rate, connection reuse, connect ms, memory per request) plus what our runner adds (client queue, schedule
+lag, errors). Latency rows carry the bootstrap verdict, so "faster" only appears when the CI excludes 1.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from workbench.experiments.stats import HIGHER_IS_BETTER
+from workbench.metrics.stats import percentile, ratio_ci
+
+if TYPE_CHECKING:
+    from workbench.experiments.results import RunResult
+
+__all__ = ["before_after", "cache_table", "html_report", "markdown_report", "markdown_table"]
+
+Getter = Callable[[pl.DataFrame], float]
+
+
+def _col(name: str) -> Callable[[pl.DataFrame], pl.Series]:
+    def get(df: pl.DataFrame) -> pl.Series:
+        if name not in df.columns:
+            return pl.Series(name, [], dtype=pl.Float64())
+        return df.get_column(name).cast(pl.Float64).drop_nulls()
+
+    return get
+
+
+def _pct(name: str, q: float) -> Getter:
+    return lambda df: percentile(_col(name)(df), q)
+
+
+def _mean(name: str) -> Getter:
+    def get(df: pl.DataFrame) -> float:
+        s = _col(name)(df)
+        return float(s.mean()) if s.len() else math.nan  # type: ignore[arg-type]
+
+    return get
+
+
+def _hit_rate(df: pl.DataFrame) -> float:
+    if "cache" not in df.columns or df.height == 0:
+        return math.nan
+    on = df.filter(pl.col("cache") != "off")
+    if on.height == 0:
+        return math.nan  # no cache configured: a rate of 0% would read as "the cache never hit"
+    return float(on.get_column("cache").is_in(["exact", "semantic"]).mean())  # type: ignore[arg-type]
+
+
+def _hit_latency(df: pl.DataFrame) -> float:
+    # A hit's TTFT is lookup + replay of the first chunk: what the user waits when the cache answers.
+    if "cache" not in df.columns:
+        return math.nan
+    hits = df.filter(pl.col("cache").is_in(["exact", "semantic"]))
+    col = "cache_lookup_ms" if "cache_lookup_ms" in df.columns else "ttft_ms"
+    return percentile(_col(col)(hits), 50)
+
+
+def _error_rate(df: pl.DataFrame) -> float:
+    return float((df.get_column("status") != "ok").mean()) if df.height else math.nan  # type: ignore[arg-type]
+
+
+def _mem_kib(df: pl.DataFrame) -> float:
+    s = _col("rss_delta_bytes")(df)
+    return float(s.mean()) / 1024 if s.len() else math.nan  # type: ignore[arg-type]
+
+
+# (label, unit, getter, higher_is_better, metric for a bootstrap verdict or None, stat)
+_ROWS: list[tuple[str, str, Getter, bool, str | None, str]] = [
+    ("Streaming tok/s (p50)", "tok/s", _pct("tokens_per_s", 50), True, "tokens_per_s", "median"),
+    ("TTFT p50", "ms", _pct("ttft_ms", 50), False, "ttft_ms", "median"),
+    ("TTFT p95", "ms", _pct("ttft_ms", 95), False, None, "p95"),
+    ("TTFT p99", "ms", _pct("ttft_ms", 99), False, "ttft_ms", "p99"),
+    ("TTFT p99 from schedule (incl. client queue)", "ms", _pct("ttft_from_schedule_ms", 99), False, None, ""),
+    ("E2E p50", "ms", _pct("e2e_ms", 50), False, "e2e_ms", "median"),
+    ("Cache lookup latency (hit TTFT p50)", "ms", _hit_latency, False, None, ""),
+    ("Cache hit rate", "%", lambda df: 100 * _hit_rate(df), True, None, ""),
+    ("Connection reuse rate", "%", lambda df: 100 * _mean("connection_reused")(df), True, None, ""),
+    ("Connect ms (mean)", "ms", _mean("connect_ms"), False, None, ""),
+    ("Memory per request (RSS delta)", "KiB", _mem_kib, False, None, ""),
+    ("Client queue p99", "ms", _pct("client_queue_ms", 99), False, None, ""),
+    ("Send lag p99 (scheduled → sent)", "ms", _pct("sent_lag_ms", 99), False, None, ""),
+    ("Error rate", "%", lambda df: 100 * _error_rate(df), False, None, ""),
+]
+
+
+def _fmt(x: float, unit: str) -> str:
+    if not math.isfinite(x):
+        return "–"
+    if unit == "%":
+        return f"{x:.1f}%"
+    if abs(x) >= 100:
+        return f"{x:,.0f} {unit}"
+    return f"{x:.2f} {unit}" if abs(x) < 10 else f"{x:.1f} {unit}"
+
+
+def _improvement(before: float, after: float, higher: bool, unit: str) -> str:
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return "–"
+    if unit == "%":
+        return f"{after - before:+.1f} pts"
+    if before == 0 and after == 0:
+        return "same"
+    if after == 0:
+        return "eliminated" if not higher else "–"
+    if before == 0:
+        return "new cost" if not higher else "–"
+    factor = after / before if higher else before / after
+    return f"{factor:.2f}x better" if factor >= 1 else f"{1 / factor:.2f}x worse"
+
+
+def before_after(run: RunResult, before: str | None = None, after: str | None = None) -> pl.DataFrame:
+    """metric | before | after | improvement | verdict, from the measured rows of two variants."""
+    variants = run.variants
+    b = before or str(run.config.get("baseline") or variants[0])
+    a = after or next((v for v in variants if v != b), b)
+    data = run.measured
+    fb, fa = data.filter(pl.col("variant") == b), data.filter(pl.col("variant") == a)
+    rows = []
+    cache_meta = run.meta.get("cache", {})
+    for label, unit, get, higher, metric, stat in _ROWS:
+        vb, va = get(fb), get(fa)
+        if label.startswith("Cache lookup") and (b in cache_meta or a in cache_meta):
+            # the cache's own timing of each lookup (hits and misses), not a hit's time to first token
+            label, unit = "Cache lookup latency (p50)", "µs"
+            vb = cache_meta.get(b, {}).get("lookup_us_p50", math.nan)
+            va = cache_meta.get(a, {}).get("lookup_us_p50", math.nan)
+        verdict = ""
+        if metric is not None and a != b:
+            from workbench.experiments.stats import verdict as say
+
+            xb, xa = _col(metric)(fb), _col(metric)(fa)
+            num, den = (xa, xb) if metric in HIGHER_IS_BETTER else (xb, xa)
+            f, lo, hi = ratio_ci(num, den, stat=stat, seed=int(run.config.get("seed", 0)))  # type: ignore[arg-type]
+            verdict = say(f, lo, hi, higher_is_better=metric in HIGHER_IS_BETTER)
+        rows.append(
+            {
+                "metric": label,
+                "before": _fmt(vb, unit),
+                "after": _fmt(va, unit),
+                "improvement": _improvement(vb, va, higher, unit),
+                "verdict": verdict,
+                "before_value": vb,
+                "after_value": va,
+            }
+        )
+    return pl.DataFrame(rows).with_columns(
+        pl.lit(b).alias("before_variant"), pl.lit(a).alias("after_variant")
+    )
+
+
+def cache_table(run: RunResult) -> pl.DataFrame:
+    """Per variant and expected relation (unique/repeat/paraphrase): how many requests got each cache outcome.
+
+    A repeat should be an exact hit, a paraphrase a semantic hit and a unique prompt a miss; a semantic hit
+    on a unique prompt is a false hit.
+    """
+    f = run.measured
+    if "relation" not in f.columns or f.filter(pl.col("cache") != "off").height == 0:
+        return pl.DataFrame()
+    counts = f.group_by("variant", "relation").agg(
+        pl.len().alias("requests"),
+        *[(pl.col("cache") == k).sum().alias(k) for k in ("exact", "semantic", "miss", "bypass", "off")],
+    )
+    order = {v: i for i, v in enumerate(run.variants)}
+    rel = {"unique": 0, "repeat": 1, "paraphrase": 2}
+    return counts.sort(
+        pl.col("variant").replace_strict(order, default=len(order)),
+        pl.col("relation").replace_strict(rel, default=3),
+    )
+
+
+def markdown_table(frame: pl.DataFrame, columns: list[str] | None = None) -> str:
+    cols = columns or frame.columns
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.select(cols).iter_rows():
+        out.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(out)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return "–" if not math.isfinite(v) else f"{v:.4g}"
+    return str(v).replace("|", "\\|")
+
+
+def _sections(run: RunResult) -> list[tuple[str, pl.DataFrame]]:
+    out: list[tuple[str, pl.DataFrame]] = []
+    base = str(run.config.get("baseline") or (run.variants[0] if run.variants else ""))
+    others = [v for v in run.variants if v != base]
+    if len(others) > 2:
+        # an ablation: the full table for all-on only; every variant is in the compact table below
+        others = [v for v in others if v == "all-on"] or others[:1]
+    for v in others:
+        t = before_after(run, base, v)
+        out.append((f"{base} → {v}", t.select("metric", "before", "after", "improvement", "verdict")))
+    if len(run.variants) == 1:
+        t = before_after(run, base, base)
+        out.append((base, t.select("metric", "before")))
+    return out
+
+
+def markdown_report(run: RunResult) -> str:
+    cfg = run.config
+    wl = cfg.get("workload", {})
+    lines = [
+        "## Benchmark results",
+        "",
+        f"Workload: {wl.get('name', '?')} ({wl.get('n', '?')} prompts), "
+        f"repeats {cfg.get('repeats')}, arrival {cfg.get('arrival')}, interleaved {cfg.get('interleave')}, "
+        f"warm-up {cfg.get('warmup')} per variant (excluded).",
+        "",
+    ]
+    for title, table in _sections(run):
+        lines += [f"### {title}", "", markdown_table(table), ""]
+    if len(run.variants) > 3:
+        lines += ["### Every variant against the baseline (medians)", "", markdown_table(_compact(run)), ""]
+    ct = cache_table(run)
+    if ct.height:
+        lines += ["### Cache outcome by prompt relation", "", markdown_table(ct), ""]
+    warn = run.warnings
+    if warn:
+        lines += ["### Warnings", ""] + [f"- {w}" for w in warn] + [""]
+    return "\n".join(lines)
+
+
+def _compact(run: RunResult) -> pl.DataFrame:
+    cmp = run.comparisons(metrics=["ttft_ms", "e2e_ms", "tokens_per_s"], stats=["median"])
+    return cmp.select(
+        "variant",
+        "metric",
+        pl.col("factor").round(3),
+        pl.col("ci_lo").round(3),
+        pl.col("ci_hi").round(3),
+        "verdict",
+    )
+
+
+def _html_table(frame: pl.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+        for row in frame.iter_rows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}td:last-child{text-align:left}.warn{color:#a40}"
+)
+
+
+def html_report(run: RunResult, *, charts: list[str] | None = None, title: str = "workbench bench") -> str:
+    """A self-contained page (no network): tables plus inline SVG charts (pass SVG strings in `charts`)."""
+    cfg = run.config
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        "<p>"
+        + html.escape(
+            f"workload {cfg.get('workload', {}).get('name')} · repeats {cfg.get('repeats')} · arrival "
+            f"{cfg.get('arrival')} · interleaved {cfg.get('interleave')} · "
+            f"warm-up {cfg.get('warmup')} (excluded)"
+        )
+        + "</p>",
+    ]
+    for section, table in _sections(run):
+        parts += [f"<h2>{html.escape(section)}</h2>", _html_table(table)]
+    if len(run.variants) > 3:
+        parts += ["<h2>Every variant against the baseline (medians)</h2>", _html_table(_compact(run))]
+    parts += ["<h2>Summary (95% bootstrap CI)</h2>", _html_table(_summary_view(run))]
+    ct = cache_table(run)
+    if ct.height:
+        parts += ["<h2>Cache outcome by prompt relation</h2>", _html_table(ct)]
+    parts += [
+        "<h2>Goodput</h2>",
+        _html_table(run.goodput()),
+        "<h2>Throughput</h2>",
+        _html_table(run.throughput()),
+    ]
+    for w in run.warnings:
+        parts.append(f"<p class='warn'>⚠ {html.escape(w)}</p>")
+    for svg in charts or []:
+        parts.append(f"<div class='chart'>{svg}</div>")
+    env = run.meta.get("environment", {})
+    parts.append(
+        "<p><small>"
+        + html.escape(
+            f"python {env.get('python')} · {env.get('platform')} · {env.get('cpu_count')} CPUs · "
+            f"wall {run.meta.get('wall_s', math.nan):.1f} s"
+        )
+        + "</small></p></body></html>"
+    )
+    return "".join(parts)
+
+
+def _summary_view(run: RunResult) -> pl.DataFrame:
+    s = run.summary()
+    return s.select(
+        "variant",
+        "metric",
+        "count",
+        pl.col("mean").round(2),
+        pl.col("p50").round(2),
+        pl.format("{}–{}", pl.col("p50_lo").round(2), pl.col("p50_hi").round(2)).alias("p50 CI"),
+        pl.col("p90").round(2),
+        pl.col("p95").round(2),
+        pl.col("p99").round(2),
+        pl.format("{}–{}", pl.col("p99_lo").round(2), pl.col("p99_hi").round(2)).alias("p99 CI"),
+    )

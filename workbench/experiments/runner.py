@@ -1,0 +1,524 @@
+"""The runner: A/B comparisons, ablations and sweeps, variants interleaved so drift hits all of them alike.
+
+One AsyncClient per variant, honouring that variant's Optimizations. The run order is a plan of slots
+(variant, repeat, prompt) built up front and seeded; the arrival mode decides when each slot is sent.
+Per request the frame records the scheduled time, the dispatch lag (the event loop was late), the time spent
+waiting for a free slot (`client_queue_ms`) and the send lag (scheduled -> the client's send stamp), so
+client-side queueing is never hidden inside TTFT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import polars as pl
+
+from workbench._exceptions import WorkbenchError
+from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench.experiments._monitor import Monitor
+from workbench.experiments.arrivals import (
+    Arrival,
+    Concurrency,
+    Sequential,
+    Sweep,
+    parse_arrival,
+    schedule_ns,
+    sleep_until_ns,
+)
+from workbench.experiments.results import RunResult, environment
+from workbench.experiments.stats import SLO
+from workbench.experiments.workloads import Workload
+from workbench.metrics.frames import to_frame
+from workbench.metrics.recorder import Recorder
+from workbench.optimizations import Optimizations
+
+__all__ = [
+    "ClientFactory",
+    "Slot",
+    "aablation",
+    "ablation",
+    "ablation_variants",
+    "acompare",
+    "compare",
+    "plan",
+    "sweep",
+]
+
+OnEvent = Callable[[str, Request, StreamEvent], None]
+OnResult = Callable[[str, StreamResult], None]
+
+
+class _Settable(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class ClientFactory(Protocol):
+    """Builds the async client for one variant. The default is `workbench.experiments.clients.make_client`."""
+
+    def __call__(self, backend: Backend, optimizations: Optimizations, timeouts: Timeouts) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    variant: str
+    repeat: int
+    index: int
+    warmup: bool = False
+
+
+def plan(
+    n_items: int,
+    variants: Sequence[str],
+    *,
+    repeats: int = 1,
+    interleave: bool = True,
+    warmup: int = 0,
+    block: int = 1,
+    seed: int = 0,
+) -> list[Slot]:
+    """The run order. Interleaved: for each block of `block` prompts, every variant runs that block, in a
+    seeded random variant order (so no variant is always first). Not interleaved: variant after variant.
+    Warm-up slots (`warmup` per variant, their own prompts) come first and are interleaved the same way.
+    """
+    rng = random.Random(seed)
+    names = list(variants)
+    out: list[Slot] = []
+
+    def blocks(n: int, repeat: int, is_warm: bool) -> None:
+        if not interleave:
+            for v in names:
+                out.extend(Slot(v, repeat, i, is_warm) for i in range(n))
+            return
+        for start in range(0, n, block):
+            order = names[:]
+            rng.shuffle(order)
+            for v in order:
+                out.extend(Slot(v, repeat, i, is_warm) for i in range(start, min(start + block, n)))
+
+    if warmup > 0:
+        blocks(warmup, 0, True)
+    for r in range(repeats):
+        blocks(n_items, r, False)
+    return out
+
+
+@dataclass
+class _Timing:
+    scheduled_ns: int
+    ready_ns: int = 0
+    acquired_ns: int = 0
+    rss_delta: int = 0
+
+
+class _Run:
+    """State of one run: clients, hooks, stop handling, collected results and timings."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        clients: Mapping[str, Any],
+        on_event: OnEvent | None,
+        on_result: OnResult | None,
+        stop: _Settable | None,
+        progress: Any,
+        monitor: Monitor,
+    ) -> None:
+        self.backend = backend
+        self.clients = clients
+        self.on_event = on_event
+        self.on_result = on_result
+        self.stop = stop
+        self.progress = progress
+        self.monitor = monitor
+        self.stopping = False
+        self.inflight: dict[str, Any] = {}
+        self.results: list[StreamResult] = []
+        self.timings: dict[str, _Timing] = {}
+        self.unexpected: list[str] = []
+
+    async def watch_stop(self) -> None:
+        # threading.Event or asyncio.Event: both have is_set(); polling keeps one code path for both.
+        while not self.stopping:
+            if self.stop is not None and self.stop.is_set():
+                self.stopping = True
+                for s in list(self.inflight.values()):
+                    s.cancel()
+                return
+            await asyncio.sleep(0.02)
+
+    async def one(
+        self, slot: Slot, request: Request, scheduled_ns: int, sem: asyncio.Semaphore | None
+    ) -> None:
+        timing = _Timing(scheduled_ns, ready_ns=time.perf_counter_ns())
+        self.timings[request.id] = timing
+        if sem is not None:
+            await sem.acquire()
+        try:
+            timing.acquired_ns = time.perf_counter_ns()
+            if self.stopping:
+                return
+            rss0 = self.monitor.rss()
+            result = await self._execute(slot.variant, request)
+            timing.rss_delta = self.monitor.rss() - rss0
+        finally:
+            if sem is not None:
+                sem.release()
+        self.results.append(result)
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.on_result is not None:
+            self.on_result(slot.variant, result)
+
+    async def _execute(self, variant: str, request: Request) -> StreamResult:
+        client = self.clients[variant]
+        try:
+            async with client.stream(request) as s:
+                self.inflight[request.id] = s
+                if self.stopping:
+                    s.cancel()
+                async for ev in s:
+                    if self.on_event is not None:
+                        self.on_event(variant, request, ev)
+            result: StreamResult = s.result
+            return result
+        except WorkbenchError as exc:
+            if exc.result is not None:
+                return exc.result
+            return self._failed(request, exc)
+        except Exception as exc:  # a benchmark keeps going; the row and a run warning show what broke
+            self.unexpected.append(f"{type(exc).__name__}: {exc}")
+            return self._failed(request, exc)
+        finally:
+            self.inflight.pop(request.id, None)
+
+    def _failed(self, request: Request, exc: BaseException) -> StreamResult:
+        proto = self.backend.protocol if self.backend.protocol != "auto" else "openai"
+        rec = Recorder(request, backend=self.backend.label, protocol=proto)
+        rec.sent()
+        return rec.finish("error", error=exc)
+
+
+async def _drive(
+    run: _Run, arrival: Arrival, slots: Sequence[Slot], requests: Sequence[Request], seed: int
+) -> int:
+    """Send the measured slots as the arrival mode says. Returns the run start (perf_counter_ns)."""
+    t0 = time.perf_counter_ns()
+    if isinstance(arrival, Sequential):
+        for slot, req in zip(slots, requests, strict=True):
+            if run.stopping:
+                break
+            await run.one(slot, req, time.perf_counter_ns(), None)
+    elif isinstance(arrival, Concurrency):
+        it = iter(zip(slots, requests, strict=True))
+
+        async def worker() -> None:
+            for slot, req in it:  # a shared iterator: each worker takes the next slot when it is free
+                if run.stopping:
+                    return
+                await run.one(slot, req, time.perf_counter_ns(), None)
+
+        await asyncio.gather(*(worker() for _ in range(min(arrival.n, len(slots)) or 1)))
+    else:
+        offsets = schedule_ns(len(slots), arrival.rate, poisson=arrival.poisson, seed=arrival.seed + seed)
+        sem = asyncio.Semaphore(arrival.max_concurrency)
+        # A short lead so the first deadline is not already late when the loop gets to it.
+        t0 = time.perf_counter_ns() + 5_000_000
+        tasks: list[asyncio.Task[None]] = []
+        for slot, req, off in zip(slots, requests, offsets.tolist(), strict=True):
+            if run.stopping:
+                break
+            deadline = t0 + int(off)
+            await sleep_until_ns(deadline)
+            tasks.append(asyncio.create_task(run.one(slot, req, deadline, sem)))
+        await asyncio.gather(*tasks)
+    return t0
+
+
+def _variants(variants: Mapping[str, Optimizations] | Sequence[Optimizations]) -> dict[str, Optimizations]:
+    if isinstance(variants, Mapping):
+        out = dict(variants)
+    else:
+        out = {}
+        for opt in variants:
+            name = opt.label()
+            out[name if name not in out else f"{name}#{len(out)}"] = opt
+    if not out:
+        raise ValueError("give at least one variant")
+    return out
+
+
+def _timing_frame(run: _Run, t0: int) -> pl.DataFrame:
+    ids, sched, disp, queue, sent_lag, rss = [], [], [], [], [], []
+    sent = {r.request.id: r.sent_ns for r in run.results}
+    for rid, t in run.timings.items():
+        if rid not in sent:
+            continue
+        ids.append(rid)
+        sched.append((t.scheduled_ns - t0) / 1e6)
+        disp.append(max(t.ready_ns - t.scheduled_ns, 0) / 1e6)
+        queue.append(max(t.acquired_ns - t.ready_ns, 0) / 1e6)
+        s = sent[rid] or t.acquired_ns
+        sent_lag.append((s - t.scheduled_ns) / 1e6)
+        rss.append(t.rss_delta)
+    return pl.DataFrame(
+        {
+            "request_id": ids,
+            "scheduled_ms": sched,
+            "dispatch_lag_ms": disp,
+            "client_queue_ms": queue,
+            "sent_lag_ms": sent_lag,
+            "rss_delta_bytes": rss,
+        },
+        schema={
+            "request_id": pl.String(),
+            "scheduled_ms": pl.Float64(),
+            "dispatch_lag_ms": pl.Float64(),
+            "client_queue_ms": pl.Float64(),
+            "sent_lag_ms": pl.Float64(),
+            "rss_delta_bytes": pl.Int64(),
+        },
+    )
+
+
+def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    # imported by name: tqdm ships no type stubs
+    tqdm = importlib.import_module("tqdm.auto").tqdm
+    return tqdm(total=total, desc=desc, unit="req", leave=False)
+
+
+async def acompare(
+    workload: Workload,
+    variants: Mapping[str, Optimizations] | Sequence[Optimizations],
+    *,
+    backend: Backend | str,
+    repeats: int = 1,
+    interleave: bool = True,
+    arrival: Arrival | str | None = None,
+    warmup: int = 0,
+    on_event: OnEvent | None = None,
+    on_result: OnResult | None = None,
+    stop: _Settable | None = None,
+    progress: bool = True,
+    seed: int = 0,
+    block: int = 1,
+    timeouts: Timeouts | None = None,
+    client_factory: ClientFactory | None = None,
+    baseline: str | None = None,
+    slo: SLO | None = None,
+) -> RunResult:
+    """Run every variant over `workload` (`repeats` times), interleaved, and return the measurements.
+
+    `arrival`: "sequential" (default), "concurrency=N" (closed loop) or "rate=R[,poisson]" (open loop from an
+    absolute schedule, at most `cap` in flight). `warmup` requests per variant run first, marked
+    `warmup=True` and excluded from summaries. `stop` (threading.Event or asyncio.Event) ends the run
+    promptly: in-flight streams are cancelled and no new request is sent.
+    """
+    be = Backend(backend) if isinstance(backend, str) else backend
+    named = _variants(variants)
+    arr = parse_arrival(arrival)
+    to = timeouts or Timeouts()
+    if client_factory is None:
+        from workbench.experiments.clients import make_client
+
+        factory: ClientFactory = make_client
+    else:
+        factory = client_factory
+    slots = plan(
+        len(workload),
+        list(named),
+        repeats=repeats,
+        interleave=interleave,
+        warmup=warmup,
+        block=block,
+        seed=seed,
+    )
+
+    def make_request(slot: Slot) -> Request:
+        tags = {"variant": slot.variant, "repeat": slot.repeat, "warmup": slot.warmup, "arrival": arr.label()}
+        if slot.warmup:
+            return workload.warmup_request(slot.index, **tags)
+        return workload.request(workload.items[slot.index], **tags)
+
+    requests = [make_request(s) for s in slots]
+    warm = [(s, r) for s, r in zip(slots, requests, strict=True) if s.warmup]
+    measured = [(s, r) for s, r in zip(slots, requests, strict=True) if not s.warmup]
+    clients = {name: factory(be, opt, to) for name, opt in named.items()}
+    monitor = Monitor()
+    bar = _progress_bar(len(slots), progress, arr.label())
+    run = _Run(be, clients, on_event, on_result, stop, bar, monitor)
+    watcher = asyncio.create_task(run.watch_stop())
+    wall0 = time.perf_counter_ns()
+    try:
+        monitor.start()
+        for slot, req in warm:
+            if run.stopping:
+                break
+            await run.one(slot, req, time.perf_counter_ns(), None)
+        t0 = await _drive(run, arr, [s for s, _ in measured], [r for _, r in measured], seed)
+    finally:
+        monitor.stop()
+        run.stopping = True
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if bar is not None:
+            bar.close()
+        cache_stats = _cache_stats(clients)
+        await _close_clients(clients)
+    wall_s = (time.perf_counter_ns() - wall0) / 1e9
+    order = {r.id: i for i, r in enumerate(requests)}
+    results = sorted(run.results, key=lambda r: order.get(r.request.id, 0))
+    frame = to_frame(results)
+    frame = frame.join(_timing_frame(run, t0), on="request_id", how="left").with_columns(
+        # What the user waited counting from when the request was due: queueing is shown, never hidden.
+        (pl.col("sent_lag_ms") + pl.col("ttft_ms")).alias("ttft_from_schedule_ms"),
+        (pl.col("sent_lag_ms") + pl.col("e2e_ms")).alias("e2e_from_schedule_ms"),
+    )
+    warnings = []
+    if run.unexpected:
+        warnings.append(f"{len(run.unexpected)} request(s) failed unexpectedly, first: {run.unexpected[0]}")
+    if run.stopping and stop is not None and stop.is_set():
+        warnings.append(f"stopped early: {len(results)} of {len(slots)} requests ran")
+    config = {
+        "workload": workload.describe(),
+        "prompts": workload.to_records(),
+        "variants": {k: v.as_dict() for k, v in named.items()},
+        "backend": {"url": be.url, "protocol": be.protocol, "name": be.name, "verify": str(be.verify)},
+        "repeats": repeats,
+        "interleave": interleave,
+        "block": block,
+        "arrival": arr.label(),
+        "warmup": warmup,
+        "seed": seed,
+        "timeouts": {
+            "connect": to.connect,
+            "first_token": to.first_token,
+            "idle": to.idle,
+            "total": to.total,
+        },
+        "baseline": baseline or next(iter(named)),
+        "slo": None if slo is None else slo.limits(),
+    }
+    meta = {
+        "environment": environment(),
+        "wall_s": wall_s,
+        "cpu_samples": monitor.loop_cpu_percent(),
+        "process_cpu_samples": monitor.process_cpu_percent(),
+        "rss_start_bytes": monitor.rss_start,
+        "rss_end_bytes": monitor.rss_end,
+        "warnings": warnings,
+        "cache": cache_stats,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return RunResult(frame=frame, config=config, meta=meta, results=results)
+
+
+def _cache_stats(clients: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per variant: cache lookups and lookup latency (µs) from the cache's own event log, when it has one."""
+    out: dict[str, dict[str, float]] = {}
+    for name, client in clients.items():
+        events = getattr(getattr(client, "cache", None), "events_frame", None)
+        if events is None:
+            continue
+        ev = events()
+        if ev.height == 0:
+            continue
+        us = ev.get_column("lookup_us")
+        out[name] = {
+            "lookups": float(ev.height),
+            "hits": float(ev.get_column("kind").is_in(["exact", "semantic"]).sum()),
+            "lookup_us_p50": float(us.quantile(0.5) or 0.0),
+            "lookup_us_p99": float(us.quantile(0.99) or 0.0),
+        }
+    return out
+
+
+async def _close_clients(clients: Mapping[str, Any]) -> None:
+    for c in clients.values():
+        closer = getattr(c, "aclose", None)
+        if closer is not None:
+            await closer()
+        else:
+            close = getattr(c, "close", None)
+            if close is not None:
+                out = close()
+                if isinstance(out, Awaitable):
+                    await out
+
+
+def _run_sync(coro_fn: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
+    """Run a coroutine to completion from sync code, also inside a notebook whose loop is already running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_fn())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro_fn())
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="workbench-compare", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    value: RunResult = box["value"]
+    return value
+
+
+def compare(
+    workload: Workload, variants: Mapping[str, Optimizations] | Sequence[Optimizations], **kwargs: Any
+) -> RunResult:
+    """Blocking twin of `acompare` (same arguments). `stop` should be a threading.Event here."""
+    return _run_sync(lambda: acompare(workload, variants, **kwargs))
+
+
+def ablation_variants(
+    base: Optimizations | None = None, baseline: Optimizations | None = None
+) -> dict[str, Optimizations]:
+    """`all-on`, each toggle off one at a time from `base`, the baseline, and each toggle on alone."""
+    top = base or Optimizations.all()
+    bottom = baseline or Optimizations.baseline()
+    out: dict[str, Optimizations] = {"baseline": bottom, "all-on": top}
+    for name, value in top.as_dict().items():
+        if name == "concurrency" or value == getattr(bottom, name):
+            continue
+        out[f"-{name}"] = top.replace(**{name: getattr(bottom, name)})
+        out[f"+{name}"] = bottom.replace(**{name: value})
+    return out
+
+
+async def aablation(workload: Workload, base: Optimizations | None = None, **kwargs: Any) -> RunResult:
+    kwargs.setdefault("baseline", "baseline")
+    return await acompare(workload, ablation_variants(base), **kwargs)
+
+
+def ablation(workload: Workload, base: Optimizations | None = None, **kwargs: Any) -> RunResult:
+    """Each toggle off one at a time from all-on (`-name`), and on alone from the baseline (`+name`)."""
+    return _run_sync(lambda: aablation(workload, base, **kwargs))
+
+
+def sweep(
+    workload: Workload,
+    variants: Mapping[str, Optimizations] | Sequence[Optimizations],
+    levels: Sweep | str,
+    **kwargs: Any,
+) -> list[RunResult]:
+    """One run per arrival level (rates or concurrency levels), in order; rows carry the `arrival` tag."""
+    from workbench.experiments.arrivals import parse_sweep
+
+    sw = parse_sweep(levels) if isinstance(levels, str) else levels
+    return [compare(workload, variants, arrival=a, **kwargs) for a in sw.arrivals()]

@@ -1,0 +1,263 @@
+"""Verdicts, goodput and client-bottleneck checks, on top of `workbench.metrics.stats`.
+
+A comparison is stated as an improvement factor (> 1 is better) with a bootstrap CI, and in words: "faster by
+1.8x, 95% CI 1.6-2.0", or "no difference detectable" whenever the interval contains 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from workbench.metrics.stats import Stat, bootstrap_ci, ratio_ci, summarize
+
+__all__ = [
+    "COMPARE_METRICS",
+    "HIGHER_IS_BETTER",
+    "SLO",
+    "client_warnings",
+    "comparisons",
+    "goodput",
+    "summary_with_ci",
+    "verdict",
+]
+
+COMPARE_METRICS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms", "tokens_per_s")
+HIGHER_IS_BETTER = frozenset({"tokens_per_s", "output_tokens", "connection_reused"})
+
+_WORDS = {True: ("higher", "lower"), False: ("faster", "slower")}
+
+
+def verdict(
+    factor: float, lo: float, hi: float, *, higher_is_better: bool = False, level: float = 0.95
+) -> str:
+    """Plain words for an improvement factor (> 1 better) and its CI."""
+    if not all(math.isfinite(x) and x > 0 for x in (factor, lo, hi)):
+        return "not enough data"
+    pct = f"{level * 100:.0f}% CI"
+    if lo <= 1.0 <= hi:
+        return f"no difference detectable ({factor:.2f}x, {pct} {lo:.2f}-{hi:.2f})"
+    better, worse = _WORDS[higher_is_better]
+    if lo > 1.0:
+        return f"{better} by {factor:.2f}x, {pct} {lo:.2f}-{hi:.2f}"
+    return f"{worse} by {1 / factor:.2f}x, {pct} {1 / hi:.2f}-{1 / lo:.2f}"
+
+
+def _measured(frame: pl.DataFrame) -> pl.DataFrame:
+    if "warmup" in frame.columns:
+        frame = frame.filter(~pl.col("warmup").fill_null(False))
+    return frame
+
+
+def _values(frame: pl.DataFrame, variant: str, metric: str) -> np.ndarray:
+    col = frame.filter(pl.col("variant") == variant).get_column(metric).cast(pl.Float64).drop_nulls()
+    return col.to_numpy()
+
+
+def comparisons(
+    frame: pl.DataFrame,
+    *,
+    baseline: str | None = None,
+    metrics: Sequence[str] = COMPARE_METRICS,
+    stats: Sequence[str] = ("median", "p99"),
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    order: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Each variant against `baseline` (default: the first variant), per metric and stat.
+
+    `factor` is the improvement (baseline/variant for latencies, variant/baseline for throughputs), so > 1
+    always means the variant is better. Warm-up rows are excluded.
+    """
+    data = _measured(frame)
+    variants = [v for v in data.get_column("variant").unique(maintain_order=True).to_list() if v is not None]
+    if order is not None:
+        variants = [v for v in order if v in variants] + [v for v in variants if v not in order]
+    if not variants:
+        return pl.DataFrame(schema=_CMP_SCHEMA)
+    base = baseline if baseline is not None else variants[0]
+    if base not in variants:
+        raise KeyError(f"baseline {base!r} is not among the variants {variants}")
+    rows: list[dict[str, Any]] = []
+    for var in variants:
+        if var == base:
+            continue
+        for metric in metrics:
+            if metric not in data.columns:
+                continue
+            a, b = _values(data, base, metric), _values(data, var, metric)
+            hib = metric in HIGHER_IS_BETTER
+            for stat in stats:
+                st: Stat = stat  # type: ignore[assignment]
+                if hib:
+                    factor, lo, hi = ratio_ci(b, a, stat=st, level=level, n_boot=n_boot, seed=seed)
+                else:
+                    factor, lo, hi = ratio_ci(a, b, stat=st, level=level, n_boot=n_boot, seed=seed)
+                rows.append(
+                    {
+                        "baseline": base,
+                        "variant": var,
+                        "metric": metric,
+                        "stat": stat,
+                        "n_baseline": int(a.size),
+                        "n_variant": int(b.size),
+                        "factor": factor,
+                        "ci_lo": lo,
+                        "ci_hi": hi,
+                        "significant": bool(math.isfinite(lo) and (lo > 1.0 or hi < 1.0)),
+                        "verdict": verdict(factor, lo, hi, higher_is_better=hib, level=level),
+                    }
+                )
+    return pl.DataFrame(rows, schema=_CMP_SCHEMA)
+
+
+_CMP_SCHEMA: dict[str, Any] = {
+    "baseline": pl.String(),
+    "variant": pl.String(),
+    "metric": pl.String(),
+    "stat": pl.String(),
+    "n_baseline": pl.Int64(),
+    "n_variant": pl.Int64(),
+    "factor": pl.Float64(),
+    "ci_lo": pl.Float64(),
+    "ci_hi": pl.Float64(),
+    "significant": pl.Boolean(),
+    "verdict": pl.String(),
+}
+
+_CI_STATS: tuple[tuple[str, str], ...] = (
+    ("mean", "mean"),
+    ("p50", "median"),
+    ("p90", "p90"),
+    ("p95", "p95"),
+    ("p99", "p99"),
+)
+
+
+def summary_with_ci(
+    frame: pl.DataFrame,
+    *,
+    metrics: Sequence[str] = COMPARE_METRICS,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """`metrics.summarize` per variant plus `<stat>_lo` / `<stat>_hi` bootstrap bounds (mean, percentiles)."""
+    present = [m for m in metrics if m in frame.columns]
+    base = summarize(frame, by="variant", metrics=present)
+    data = _measured(frame)
+    extra: dict[str, list[float]] = {f"{name}_{end}": [] for name, _ in _CI_STATS for end in ("lo", "hi")}
+    for variant, metric in zip(
+        base.get_column("variant").to_list(), base.get_column("metric").to_list(), strict=True
+    ):
+        vals = _values(data, variant, metric) if variant is not None else np.zeros(0)
+        for name, stat in _CI_STATS:
+            st: Stat = stat  # type: ignore[assignment]
+            lo, hi = bootstrap_ci(vals, stat=st, level=level, n_boot=n_boot, seed=seed)
+            extra[f"{name}_lo"].append(lo)
+            extra[f"{name}_hi"].append(hi)
+    return base.with_columns(*[pl.Series(k, v, dtype=pl.Float64()) for k, v in extra.items()])
+
+
+@dataclass(frozen=True, slots=True)
+class SLO:
+    """Per-request service-level objectives: a request is good when it succeeded and meets every limit."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    itl_p99_ms: float | None = None
+
+    def limits(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def expr(self) -> pl.Expr:
+        ok = pl.col("status") == "ok"
+        for col, limit in self.limits().items():
+            if col == "itl_p99_ms":
+                cond = (
+                    pl.col("itl_ms").list.eval(pl.element().quantile(0.99)).list.first().fill_null(0.0)
+                    <= limit
+                )
+            elif col == "tpot_ms":
+                # One-token answers have no TPOT; they cannot break a per-token limit.
+                cond = pl.col(col).fill_null(0.0) <= limit
+            else:
+                cond = pl.col(col).fill_null(math.inf) <= limit
+            ok = ok & cond
+        return ok
+
+
+def goodput(frame: pl.DataFrame, slo: SLO, *, level: float = 0.95, seed: int = 0) -> pl.DataFrame:
+    """Per variant: fraction of measured requests meeting every SLO limit (bootstrap CI) and good req/s."""
+    data = _measured(frame).with_columns(slo.expr().alias("__good"))
+    rows = []
+    for variant in data.get_column("variant").unique(maintain_order=True).to_list():
+        part = data.filter(pl.col("variant") == variant)
+        good = part.get_column("__good").cast(pl.Float64).to_numpy()
+        lo, hi = bootstrap_ci(good, stat="mean", level=level, seed=seed)
+        span_s = _span_s(part)
+        rows.append(
+            {
+                "variant": variant,
+                "requests": part.height,
+                "good": int(good.sum()),
+                "goodput_fraction": float(good.mean()) if good.size else math.nan,
+                "fraction_lo": lo,
+                "fraction_hi": hi,
+                "good_per_s": float(good.sum()) / span_s if span_s > 0 else math.nan,
+                "slo": str(slo.limits()),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def _span_s(part: pl.DataFrame) -> float:
+    if part.height == 0 or "sent_ns" not in part.columns or "end_ns" not in part.columns:
+        return math.nan
+    lo, hi = part.get_column("sent_ns").min(), part.get_column("end_ns").max()
+    if not isinstance(lo, int) or not isinstance(hi, int):
+        return math.nan
+    return (hi - lo) / 1e9
+
+
+def client_warnings(
+    cpu_samples: Sequence[float],
+    frame: pl.DataFrame,
+    *,
+    cpu_limit: float = 90.0,
+    lag_growth_ms: float = 5.0,
+) -> list[str]:
+    """Signs that the client, not the server, limited the run.
+
+    - process CPU near one full core (the event loop is single-threaded) in most samples;
+    - schedule lag that grows over the run: the dispatcher falls further behind its absolute schedule.
+    """
+    out: list[str] = []
+    samples = np.asarray(cpu_samples, dtype=np.float64)
+    if samples.size >= 3:
+        busy = float(np.mean(samples >= cpu_limit))
+        if busy >= 0.5:
+            out.append(
+                f"client CPU was >= {cpu_limit:.0f}% of one core in {busy:.0%} of samples "
+                f"(median {np.median(samples):.0f}%): the client may be the bottleneck"
+            )
+    data = _measured(frame)
+    if "dispatch_lag_ms" in data.columns and data.height >= 20:
+        lag = (
+            data.sort("scheduled_ms").get_column("dispatch_lag_ms").cast(pl.Float64).fill_null(0.0).to_numpy()
+        )
+        q = max(len(lag) // 4, 1)
+        first, last = float(np.median(lag[:q])), float(np.median(lag[-q:]))
+        if last - first > lag_growth_ms:
+            out.append(
+                f"schedule lag grew from {first:.1f} ms to {last:.1f} ms over the run: the client could not "
+                "send at the offered rate"
+            )
+    return out

@@ -1,0 +1,283 @@
+"""StreamResults to polars frames: one row per request, per chunk, or per inter-token gap.
+
+Every frame has a fixed base schema, so an empty list of results still gives a typed, empty frame that
+charts and summaries can consume. Request tags (variant, repeat, group, warmup, ...) become columns, and
+each optimization toggle becomes an `opt_<name>` column, so any run can be grouped by what was on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from workbench._types import StreamResult
+from workbench.optimizations import Optimizations
+
+__all__ = [
+    "CHUNK_SCHEMA",
+    "ITL_SCHEMA",
+    "REQUEST_SCHEMA",
+    "chunks_frame",
+    "itl_frame",
+    "load_frame",
+    "save_frame",
+    "to_frame",
+]
+
+_NS_PER_MS = 1_000_000.0
+
+# Columns every request frame has, in order. `variant` is always present (null when untagged) because it is
+# the grouping key every comparison uses; other tags appear only when some request carries them.
+REQUEST_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "variant": pl.String(),
+    "model": pl.String(),
+    "backend": pl.String(),
+    "protocol": pl.String(),
+    "endpoint": pl.String(),
+    "http_version": pl.String(),
+    "status": pl.String(),
+    "error_kind": pl.String(),
+    "error": pl.String(),
+    "finish_reason": pl.String(),
+    "cache": pl.String(),
+    "cache_similarity": pl.Float64(),
+    "saved_ms": pl.Float64(),
+    "saved_tokens": pl.Int64(),
+    "ttfb_ms": pl.Float64(),
+    "ttft_ms": pl.Float64(),
+    "e2e_ms": pl.Float64(),
+    "done_ms": pl.Float64(),
+    "tpot_ms": pl.Float64(),
+    "itl_ms": pl.List(pl.Float64()),
+    "output_tokens": pl.Int64(),
+    "tokens_source": pl.String(),
+    "tokens_per_s": pl.Float64(),
+    "connect_ms": pl.Float64(),
+    "connection_reused": pl.Boolean(),
+    "bytes_received": pl.Int64(),
+    "n_chunks": pl.Int64(),
+    "text_chars": pl.Int64(),
+    "prompt_chars": pl.Int64(),
+    "prompt": pl.String(),
+    "wasted_ms_after_stop": pl.Float64(),
+    "sent_ns": pl.Int64(),
+    "end_ns": pl.Int64(),
+}
+
+CHUNK_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "variant": pl.String(),
+    "i": pl.Int64(),
+    "t_ms": pl.Float64(),
+    "text_len": pl.Int64(),
+    "n_bytes": pl.Int64(),
+    # Gap to the previous chunk of any kind; `itl_ms` is the gap to the previous token-bearing chunk,
+    # null for the first token and for chunks without text (DESIGN.md's ITL definition).
+    "gap_ms": pl.Float64(),
+    "itl_ms": pl.Float64(),
+}
+
+ITL_SCHEMA: dict[str, pl.DataType] = {
+    "request_id": pl.String(),
+    "variant": pl.String(),
+    "i": pl.Int64(),
+    "itl_ms": pl.Float64(),
+}
+
+
+def _opt_schema() -> dict[str, pl.DataType]:
+    return {
+        f"opt_{f.name}": (pl.Int64() if f.type in (int, "int") else pl.Boolean())
+        for f in dataclasses.fields(Optimizations)
+    }
+
+
+_OPT_SCHEMA = _opt_schema()
+
+
+def _tag_columns(tags: Sequence[Mapping[str, Any]], taken: Iterable[str]) -> dict[str, pl.Series]:
+    """One column per tag key seen on any request; `variant` is handled by the base schema.
+
+    A key that clashes with a base column gets a `tag_` prefix rather than silently replacing measured data.
+    Mixed-type tag values fall back to strings instead of failing the whole frame.
+    """
+    taken = set(taken)
+    keys: list[str] = []
+    for t in tags:
+        for k in t:
+            if k != "variant" and k not in keys:
+                keys.append(k)
+    out: dict[str, pl.Series] = {}
+    for key in keys:
+        name = f"tag_{key}" if key in taken else key
+        values = [t.get(key) for t in tags]
+        try:
+            out[name] = pl.Series(name, values, strict=True)
+        except (TypeError, pl.exceptions.PolarsError):
+            out[name] = pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String())
+    return out
+
+
+def _variant(tags: Mapping[str, Any]) -> str | None:
+    v = tags.get("variant")
+    return None if v is None else str(v)
+
+
+def _opt_columns(opts: Sequence[Mapping[str, Any]]) -> dict[str, pl.Series]:
+    cols: dict[str, pl.Series] = {}
+    for name, dtype in _OPT_SCHEMA.items():
+        key = name[4:]
+        cols[name] = pl.Series(name, [o.get(key) for o in opts], dtype=dtype)
+    # Toggles a newer client knows and this catalogue does not: keep them rather than drop them.
+    extra: list[str] = []
+    for o in opts:
+        for k in o:
+            if f"opt_{k}" not in _OPT_SCHEMA and k not in extra:
+                extra.append(k)
+    for k in extra:
+        values = [o.get(k) for o in opts]
+        try:
+            cols[f"opt_{k}"] = pl.Series(f"opt_{k}", values, strict=True)
+        except (TypeError, pl.exceptions.PolarsError):
+            cols[f"opt_{k}"] = pl.Series(f"opt_{k}", [None if v is None else str(v) for v in values])
+    return cols
+
+
+def _ms(t_ns: int, sent_ns: int) -> float:
+    return (t_ns - sent_ns) / _NS_PER_MS
+
+
+def to_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
+    """One row per request, with every Metrics field, the request's tags and `opt_*` toggle columns."""
+    res = list(results)
+    rows: dict[str, list[Any]] = {name: [] for name in REQUEST_SCHEMA}
+    for r in res:
+        m = r.metrics
+        rows["request_id"].append(r.request.id)
+        rows["variant"].append(_variant(r.request.tags))
+        rows["model"].append(r.request.model)
+        rows["backend"].append(r.backend)
+        rows["protocol"].append(r.protocol)
+        rows["endpoint"].append(r.request.endpoint)
+        rows["http_version"].append(r.http_version or None)
+        rows["status"].append(r.status)
+        rows["error_kind"].append(r.error_kind)
+        rows["error"].append(r.error)
+        rows["finish_reason"].append(r.finish_reason)
+        rows["cache"].append(r.cache)
+        rows["cache_similarity"].append(r.cache_similarity)
+        rows["saved_ms"].append(r.saved_ms)
+        rows["saved_tokens"].append(r.saved_tokens)
+        rows["ttfb_ms"].append(m.ttfb_ms)
+        rows["ttft_ms"].append(m.ttft_ms)
+        rows["e2e_ms"].append(m.e2e_ms)
+        rows["done_ms"].append(m.done_ms)
+        rows["tpot_ms"].append(m.tpot_ms)
+        rows["itl_ms"].append(list(m.itl_ms))
+        rows["output_tokens"].append(m.output_tokens)
+        rows["tokens_source"].append(m.tokens_source)
+        rows["tokens_per_s"].append(m.tokens_per_s)
+        rows["connect_ms"].append(m.connect_ms)
+        rows["connection_reused"].append(m.connection_reused)
+        rows["bytes_received"].append(m.bytes_received)
+        rows["n_chunks"].append(len(r.chunks))
+        rows["text_chars"].append(len(r.text))
+        rows["prompt_chars"].append(r.request.prompt_chars)
+        rows["prompt"].append(r.request.last_user_text)
+        rows["wasted_ms_after_stop"].append(r.wasted_ms_after_stop)
+        rows["sent_ns"].append(r.sent_ns)
+        rows["end_ns"].append(r.end_ns)
+    base = pl.DataFrame(rows, schema=REQUEST_SCHEMA)
+    opts = pl.DataFrame(_opt_columns([r.optimizations for r in res]))
+    if opts.width == 0:
+        opts = pl.DataFrame(schema=_OPT_SCHEMA)
+    tags = _tag_columns([r.request.tags for r in res], [*REQUEST_SCHEMA, *opts.columns])
+    parts = [base, pl.DataFrame(list(tags.values())), opts] if tags else [base, opts]
+    return pl.concat(parts, how="horizontal")
+
+
+def _with_tags(frame: pl.DataFrame, res: Sequence[StreamResult], owner: Sequence[int]) -> pl.DataFrame:
+    """Repeat each request's tag values onto its chunk/gap rows (`owner[k]` = index of row k's request)."""
+    tags = _tag_columns([r.request.tags for r in res], frame.columns)
+    if not tags:
+        return frame
+    idx = pl.Series("idx", owner, dtype=pl.Int64())
+    per_request = pl.DataFrame(list(tags.values()))
+    return pl.concat([frame, per_request.select(pl.all().gather(idx))], how="horizontal")
+
+
+def chunks_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
+    """One row per received chunk: arrival time since send, text length and the gaps to earlier chunks."""
+    res = list(results)
+    rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA}
+    owner: list[int] = []
+    for k, r in enumerate(res):
+        variant = _variant(r.request.tags)
+        prev_ns: int | None = None
+        prev_tok_ns: int | None = None
+        for i, c in enumerate(r.chunks):
+            rows["request_id"].append(r.request.id)
+            rows["variant"].append(variant)
+            rows["i"].append(i)
+            rows["t_ms"].append(_ms(c.t_ns, r.sent_ns))
+            rows["text_len"].append(len(c.text))
+            rows["n_bytes"].append(c.n_bytes)
+            rows["gap_ms"].append(None if prev_ns is None else _ms(c.t_ns, prev_ns))
+            if c.text:
+                rows["itl_ms"].append(None if prev_tok_ns is None else _ms(c.t_ns, prev_tok_ns))
+                prev_tok_ns = c.t_ns
+            else:
+                rows["itl_ms"].append(None)
+            prev_ns = c.t_ns
+            owner.append(k)
+    return _with_tags(pl.DataFrame(rows, schema=CHUNK_SCHEMA), res, owner)
+
+
+def itl_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
+    """Pooled inter-token latencies (a distribution over all requests), one row per gap."""
+    res = list(results)
+    rows: dict[str, list[Any]] = {name: [] for name in ITL_SCHEMA}
+    owner: list[int] = []
+    for k, r in enumerate(res):
+        variant = _variant(r.request.tags)
+        for i, gap in enumerate(r.metrics.itl_ms):
+            rows["request_id"].append(r.request.id)
+            rows["variant"].append(variant)
+            rows["i"].append(i)
+            rows["itl_ms"].append(gap)
+            owner.append(k)
+    return _with_tags(pl.DataFrame(rows, schema=ITL_SCHEMA), res, owner)
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def save_frame(frame: pl.DataFrame, path_or_dir: str | Path, *, prefix: str = "results") -> Path:
+    """Write `frame` as Parquet. A directory (existing, or a path without suffix) gets a timestamped name,
+    `<prefix>-YYYYmmdd-HHMMSS.parquet`, never overwriting an earlier file. Returns the path written."""
+    target = Path(path_or_dir)
+    if target.is_dir() or not target.suffix:
+        target.mkdir(parents=True, exist_ok=True)
+        stem = f"{prefix}-{_timestamp()}"
+        path = target / f"{stem}.parquet"
+        n = 1
+        while path.exists():
+            path = target / f"{stem}-{n}.parquet"
+            n += 1
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path = target
+    frame.write_parquet(path)
+    return path
+
+
+def load_frame(path: str | Path) -> pl.DataFrame:
+    """Read a frame written by `save_frame`."""
+    return pl.read_parquet(Path(path))

@@ -1,0 +1,105 @@
+"""Pieces both protocols share: the parser interface, parsed non-streaming replies, error-body reading."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from workbench._exceptions import MalformedStreamError, StreamError
+from workbench._types import StreamEvent, Usage
+
+__all__ = [
+    "Completion",
+    "Parser",
+    "PreparedRequest",
+    "error_text",
+    "malformed",
+    "parse_error_body",
+    "snippet",
+]
+
+SNIPPET_BYTES = 120
+
+
+class Parser(Protocol):
+    """Sans-I/O stream parser: bytes in (with their arrival stamp), events out.
+
+    `flush()` parses whatever complete data is still buffered at end of body without judging the ending;
+    `close()` does the same and raises TruncatedStreamError if the protocol's end marker never came.
+    """
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def error(self) -> StreamError | None:
+        """An error found after other events of the same read; raise it once those are handled."""
+        ...
+
+    def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]: ...
+
+    def flush(self, t_ns: int = 0) -> list[StreamEvent]: ...
+
+    def close(self, t_ns: int = 0) -> list[StreamEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """What to send: method, path below the backend's base URL, and a JSON body (not yet encoded)."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A parsed non-streaming reply."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    server: Mapping[str, Any] = field(default_factory=dict)
+
+
+def snippet(data: bytes | bytearray | memoryview | str, limit: int = SNIPPET_BYTES) -> str:
+    """A short printable view of offending wire data for error messages."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    text = raw[:limit].decode("utf-8", errors="replace")
+    return repr(text) + ("..." if len(raw) > limit else "")
+
+
+def malformed(
+    what: str, data: bytes | bytearray | memoryview | str, exc: BaseException | None = None
+) -> MalformedStreamError:
+    reason = f": {exc}" if exc is not None else ""
+    return MalformedStreamError(f"malformed {what}{reason}; received {snippet(data)}")
+
+
+def error_text(err: Any) -> str:
+    """The human message inside a protocol error object (`"error": "..."` or `"error": {"message": ...}`)."""
+    if isinstance(err, str):
+        return err
+    if isinstance(err, Mapping):
+        msg = err.get("message") or err.get("error") or err.get("detail")
+        if isinstance(msg, str) and msg:
+            extra = [str(err[k]) for k in ("type", "code") if err.get(k) not in (None, "")]
+            return f"{msg} ({', '.join(extra)})" if extra else msg
+        return json.dumps(err, default=str)[:300]
+    return str(err)
+
+
+def parse_error_body(body: bytes, limit: int = 300) -> str:
+    """The server's message from an HTTP error body of either protocol, else the body text itself."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return text[:limit]
+    if isinstance(obj, Mapping):
+        for key in ("error", "detail", "message"):
+            if key in obj:
+                return error_text(obj[key])[:limit]
+    return text[:limit]

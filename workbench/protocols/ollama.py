@@ -1,0 +1,303 @@
+"""Ollama's native protocol: request bodies, NDJSON stream parsers (fast and baseline), replies. No I/O.
+
+One JSON object per line. Text is in `message.content` (/api/chat) or `response` (/api/generate); the last
+object has `done: true`, may itself carry text, and holds the server's counts and nanosecond durations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError, TruncatedStreamError
+from workbench._types import DoneEvent, Request, StreamEvent, TextDelta, Usage, UsageEvent
+from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed, snippet
+from workbench.protocols._lines import LineDecoder
+
+__all__ = [
+    "SERVER_FIELDS",
+    "BaselineParser",
+    "FastParser",
+    "build_request",
+    "parse_completion",
+]
+
+# Kept as server-side figures on DoneEvent.server (DESIGN.md "Metric definitions").
+SERVER_FIELDS = (
+    "created_at",
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+# Request.options keys that Ollama takes at the top level of the body; the rest go into `options`.
+_TOP_LEVEL = frozenset(
+    {"keep_alive", "format", "think", "raw", "system", "template", "context", "images", "suffix"}
+)
+
+
+def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
+    body: dict[str, Any] = {"model": request.model, "stream": stream}
+    if request.endpoint == "chat":
+        path = "/api/chat"
+        body["messages"] = [m.as_dict() for m in request.messages]
+        if request.tools:
+            body["tools"] = [dict(t) for t in request.tools]
+    else:
+        path = "/api/generate"
+        body["prompt"] = request.prompt
+    options: dict[str, Any] = {}
+    for key, value in (
+        ("temperature", request.temperature),
+        ("top_p", request.top_p),
+        ("seed", request.seed),
+        ("num_predict", request.max_tokens),
+    ):
+        if value is not None:
+            options[key] = value
+    if request.stop:
+        options["stop"] = list(request.stop)
+    for key, value in request.options.items():
+        if key in _TOP_LEVEL:
+            body[key] = value
+        elif key == "options" and isinstance(value, Mapping):
+            options.update(value)
+        else:
+            options[key] = value
+    if options:
+        body["options"] = options
+    return PreparedRequest("POST", path, body)
+
+
+def _usage(obj: Mapping[str, Any]) -> Usage:
+    return Usage(prompt_tokens=obj.get("prompt_eval_count"), completion_tokens=obj.get("eval_count"))
+
+
+def _server(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: obj[k] for k in SERVER_FIELDS if k in obj}
+
+
+class _Base:
+    """Shared end-of-stream and error-stashing logic.
+
+    An error found after other events in the same read is stashed and raised on the next call, so the
+    events before it are not lost; the client checks `.error` after each feed to raise it at once.
+    """
+
+    __slots__ = ("_done", "_error")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._error: StreamError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def error(self) -> StreamError | None:
+        return self._error
+
+    def _fail(self, exc: StreamError, events: list[StreamEvent]) -> list[StreamEvent]:
+        self._error = exc
+        if events:
+            return events
+        raise exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    @staticmethod
+    def _cut(line: bytes | bytearray | str) -> TruncatedStreamError:
+        return TruncatedStreamError(f"the Ollama stream was cut in the middle of a line: {snippet(line)}")
+
+    def _truncated(self) -> TruncatedStreamError:
+        return TruncatedStreamError(
+            "the Ollama stream ended before its final `done: true` object (connection closed early)"
+        )
+
+
+class FastParser(_Base):
+    """Byte-level NDJSON framing with bytes.find, orjson, no per-chunk objects beyond the events."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = bytearray()
+
+    def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
+        self._check()
+        events: list[StreamEvent] = []
+        if self._done:
+            return events
+        pos = 0
+        nl = data.find(b"\n")
+        if nl < 0:
+            self._buf += data
+            return events
+        if self._buf:
+            self._buf += data[:nl]
+            line: bytes | bytearray = self._buf
+            self._buf = bytearray()
+            pos = nl + 1
+            try:
+                self._line(line, t_ns, events)
+            except StreamError as exc:
+                return self._fail(exc, events)
+            nl = data.find(b"\n", pos)
+        try:
+            while nl >= 0 and not self._done:
+                if nl > pos:
+                    self._line(data[pos:nl], t_ns, events)
+                pos = nl + 1
+                nl = data.find(b"\n", pos)
+        except StreamError as exc:
+            return self._fail(exc, events)
+        if pos < len(data) and not self._done:
+            self._buf += data[pos:]
+        return events
+
+    def _line(self, line: bytes | bytearray, t_ns: int, events: list[StreamEvent]) -> None:
+        if line.isspace() or not line:
+            return
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise malformed("Ollama NDJSON line", line, exc) from None
+        if type(obj) is not dict:
+            raise malformed("Ollama NDJSON line (not an object)", line)
+        if "error" in obj:
+            raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
+        msg = obj.get("message")
+        text = msg.get("content") if type(msg) is dict else obj.get("response")
+        if text:
+            events.append(TextDelta(text, t_ns))
+        if obj.get("done"):
+            self._done = True
+            events.append(UsageEvent(_usage(obj), t_ns))
+            events.append(DoneEvent(obj.get("done_reason"), _server(obj), t_ns))
+
+    def flush(self, t_ns: int = 0) -> list[StreamEvent]:
+        self._check()
+        events: list[StreamEvent] = []
+        if self._buf and not self._done:
+            line, self._buf = self._buf, bytearray()
+            try:
+                self._line(line, t_ns, events)
+            except MalformedStreamError:
+                return self._fail(self._cut(line), events)
+            except StreamError as exc:
+                return self._fail(exc, events)
+        return events
+
+    def close(self, t_ns: int = 0) -> list[StreamEvent]:
+        events = self.flush(t_ns)
+        self._check()
+        if not self._done:
+            raise self._truncated()
+        return events
+
+
+class BaselineParser(_Base):
+    """What a typical client does: decode text, split lines (iter_lines), json.loads, a dict per chunk."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines = LineDecoder()
+
+    def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
+        self._check()
+        if self._done:
+            return []
+        return self._handle(self._lines.decode(data), t_ns)
+
+    def _handle(self, lines: list[str], t_ns: int) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for line in lines:
+            if self._done:
+                break
+            if not line.strip():
+                continue
+            try:
+                chunk = self._chunk(line)
+            except StreamError as exc:
+                return self._fail(exc, events)
+            if chunk["text"]:
+                events.append(TextDelta(chunk["text"], t_ns))
+            if chunk["done"]:
+                self._done = True
+                events.append(UsageEvent(chunk["usage"], t_ns))
+                events.append(DoneEvent(chunk["done_reason"], chunk["server"], t_ns))
+        return events
+
+    @staticmethod
+    def _chunk(line: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise malformed("Ollama NDJSON line", line, exc) from None
+        if not isinstance(obj, dict):
+            raise malformed("Ollama NDJSON line (not an object)", line)
+        if "error" in obj:
+            raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
+        message = obj.get("message") or {}
+        done = bool(obj.get("done", False))
+        # the per-chunk record a typical client builds (cf. ollama-python's ChatResponse objects)
+        return {
+            "model": obj.get("model"),
+            "created_at": obj.get("created_at"),
+            "role": message.get("role") if isinstance(message, dict) else None,
+            "text": (message.get("content") if isinstance(message, dict) and message else obj.get("response"))
+            or "",
+            "done": done,
+            "done_reason": obj.get("done_reason"),
+            "usage": _usage(obj) if done else None,
+            "server": _server(obj) if done else {},
+        }
+
+    def flush(self, t_ns: int = 0) -> list[StreamEvent]:
+        self._check()
+        if self._done:
+            return []
+        try:
+            events = self._handle(self._lines.flush(), t_ns)
+        except MalformedStreamError:
+            events = []
+        if isinstance(self._error, MalformedStreamError) and not self._lines.ended_with_newline:
+            # the unterminated last line did not parse: it was cut, not malformed
+            return self._fail(self._cut(self._lines.last_partial), events)
+        self._check()
+        return events
+
+    def close(self, t_ns: int = 0) -> list[StreamEvent]:
+        events = self.flush(t_ns)
+        self._check()
+        if not self._done:
+            raise self._truncated()
+        return events
+
+
+def parse_completion(body: bytes) -> Completion:
+    """A non-streaming /api/chat or /api/generate reply."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed("Ollama reply", body, exc) from None
+    if not isinstance(obj, dict):
+        raise malformed("Ollama reply (not an object)", body)
+    if "error" in obj:
+        raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
+    msg = obj.get("message")
+    text = (msg.get("content") if isinstance(msg, dict) else obj.get("response")) or ""
+    if not isinstance(text, str):
+        raise MalformedStreamError(f"Ollama reply text is not a string: {type(text).__name__}")
+    return Completion(text=text, finish_reason=obj.get("done_reason"), usage=_usage(obj), server=_server(obj))

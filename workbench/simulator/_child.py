@@ -1,0 +1,39 @@
+"""Entry point of a `ProcessSimulator` child: serve until stdin closes. Not a public command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+from workbench.simulator.profile import Profile
+from workbench.simulator.server import Simulator
+
+_TUPLES = ("models", "embed_models", "trace_ms")
+
+
+def main(argv: list[str]) -> int:
+    spec: dict[str, Any] = orjson.loads(argv[0])
+    fields = dict(spec["profile"])
+    for name in _TUPLES:
+        fields[name] = tuple(fields[name])
+    sim = Simulator(
+        Profile(**fields),
+        tls=spec["tls"],
+        http2=spec["http2"],
+        host=spec["host"],
+        port=spec["port"],
+        history=spec["history"],
+        control=True,
+    )
+    with sim:
+        sys.stdout.write(orjson.dumps({"url": sim.url, "ca_path": sim.ca_path}).decode() + "\n")
+        sys.stdout.flush()
+        # Blocks until the parent closes our stdin (or dies).
+        sys.stdin.buffer.read()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,533 @@
+"""`StreamView`: live text of one or more LLM streams, side by side, with TTFT, tokens/s, tokens, cache.
+
+Why it is built this way (measured with ipykernel 7 / ipywidgets 8 / JupyterLab 4):
+
+* Assigning a synced trait re-sends the whole value, so `w.value += tok` per token is O(n^2) bytes, and
+  one message per token overruns ZeroMQ's IOPub queue and jupyter_server's rate limit: messages get
+  dropped and the notebook freezes. So, with `coalesce_ui` on, updates leave at most `rate_hz` times a
+  second (the first at once), and with `incremental_render` on, only the new text crosses the wire as
+  custom messages while streaming.
+* Custom messages are not saved in the notebook, so every end of a stream (finish, fail, cancel) sends
+  one full sync of the synced traits `_texts` (lane -> text) and `_lanes` (lane metrics). That is the
+  guaranteed trailing flush: whatever is still buffered is in it.
+* Between pushes, a buffered tail is flushed by a `loop.call_later` timer when the pushing code runs on
+  an asyncio loop (a kernel task, `aconsume`); a blocking loop on a thread without a running event loop
+  gets its tail on the next push or at the end (finish/fail/cancel), never later than that.
+* Both switches off is the honest naive widget (full `_texts` re-sent per token), with a guard: after
+  `max_naive_updates` per-token updates in one stream, or in any 3 s across the widget (jupyter_server
+  drops IOPub messages above 1,000/s averaged over 3 s), the lane switches to coalesced updates and says
+  so in its status line. `max_naive_updates=None` disables the guard (benchmarks only).
+
+The front end (stream_view.js) keeps each lane's live text in the model's `initialize` hook, so deltas
+arriving before a view exists are not lost; a delta whose offset does not match asks for a snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from workbench._exceptions import CancelledError as WorkbenchCancelled
+from workbench._types import DoneEvent, Request, StreamEvent, StreamResult, TextDelta, UsageEvent
+from workbench.optimizations import Optimizations
+from workbench.widgets._lane import LaneState, StaticView, live_meta, status_line
+
+__all__ = ["StaticView", "StreamView"]
+
+# A few thousand per-token updates is where JupyterLab starts dropping IOPub messages.
+DEFAULT_MAX_NAIVE_UPDATES = 2000
+_RATE_WINDOW_NS = 3_000_000_000
+
+
+class StreamView(anywidget.AnyWidget):
+    """Live text of one or more streams (lanes) side by side.
+
+    `StreamView()` has one lane called "output"; `StreamView(lanes=["baseline", "optimized"])` shows an A/B.
+    Feed it with `start` / `push` / `finish` (or `fail`, `cancel`), or hand it a client stream with
+    `consume(stream)` / `await aconsume(stream)` / `await arun(client, request)`.
+    """
+
+    _esm = Path(__file__).with_name("stream_view.js")
+    _css = Path(__file__).with_name("stream_view.css")
+
+    # Python -> JS only. `_texts` holds finished text (and, in the naive mode, the live text);
+    # `_lanes` the per-lane figures and status. Both are saved with the notebook.
+    _lanes = traitlets.List(traitlets.Dict()).tag(sync=True)
+    _texts = traitlets.Dict().tag(sync=True)
+    # Keys the front end's per-model text store (anywidget hands each hook a different model proxy).
+    _uid = traitlets.Unicode().tag(sync=True)
+
+    def __init__(
+        self,
+        lanes: Sequence[str] = ("output",),
+        *,
+        optimizations: Optimizations | None = None,
+        coalesce_ui: bool | None = None,
+        incremental_render: bool | None = None,
+        rate_hz: float = 30.0,
+        max_naive_updates: int | None = DEFAULT_MAX_NAIVE_UPDATES,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        **kwargs: Any,
+    ) -> None:
+        """`coalesce_ui` / `incremental_render` default to on, or to `optimizations`' values when given."""
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+        names = list(lanes)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"lanes must be distinct names, got {names!r}")
+        self._state: dict[str, LaneState] = {n: LaneState(n) for n in names}
+        self._lock = threading.RLock()
+        self._clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_flush_ns: int | None = None
+        self._handle: Any = None
+        self._naive_stamps: deque[int] = deque()
+        self.coalesce_ui = True
+        self.incremental_render = True
+        if optimizations is not None:
+            self.configure(optimizations)
+        if coalesce_ui is not None:
+            self.coalesce_ui = coalesce_ui
+        if incremental_render is not None:
+            self.incremental_render = incremental_render
+        self.rate_hz = float(rate_hz)
+        self.max_naive_updates = max_naive_updates
+        #: Messages this widget sent while streaming (custom + state), for the curious and the tests.
+        self.flushes = 0
+        # Initial state goes into the comm_open message itself, not into updates right after it.
+        super().__init__(
+            _uid=uuid.uuid4().hex,
+            _lanes=[self._state[n].meta(self._mode(self._state[n])) for n in names],
+            _texts={n: "" for n in names},
+            **kwargs,
+        )
+        self.on_msg(self._on_front_msg)
+
+    # ---- configuration ----
+
+    def configure(self, optimizations: Optimizations) -> None:
+        """Take `coalesce_ui` and `incremental_render` from an `Optimizations` value."""
+        self.coalesce_ui = optimizations.coalesce_ui
+        self.incremental_render = optimizations.incremental_render
+
+    @property
+    def lanes(self) -> list[str]:
+        return list(self._state)
+
+    def set_lanes(self, lanes: Sequence[str]) -> None:
+        """Replace the lanes (texts are cleared). Ongoing streams on removed lanes are cancelled."""
+        names = list(lanes)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"lanes must be distinct names, got {names!r}")
+        with self._lock:
+            for name, lane in list(self._state.items()):
+                if name not in names and lane.status == "streaming":
+                    self.cancel(name)
+            self._state = {n: self._state.get(n) or LaneState(n) for n in names}
+            with self.hold_sync():
+                self._texts = {n: self._state[n].text for n in names}
+                self._lanes = [self._state[n].meta(self._mode(self._state[n])) for n in names]
+
+    @property
+    def interval_ns(self) -> int:
+        return int(1e9 / self.rate_hz)
+
+    def text(self, lane: str | None = None) -> str:
+        """The text received so far on a lane (exact once the stream ended)."""
+        with self._lock:
+            return self._lane(lane).text
+
+    def figures(self, lane: str | None = None) -> dict[str, Any]:
+        """Status and metrics of a lane as the widget shows them."""
+        with self._lock:
+            ln = self._lane(lane)
+            return ln.meta(self._mode(ln))
+
+    # ---- the streaming API ----
+
+    def start(
+        self,
+        lane: str | None = None,
+        *,
+        request: Request | None = None,
+        cache: str | None = None,
+        t_ns: int | None = None,
+        live_ttft: bool = True,
+    ) -> None:
+        """Begin a new stream on `lane` (clears its text).
+
+        `t_ns` is the send stamp live TTFT is measured from (default: now). Pass `live_ttft=False` when the
+        stream started earlier than this call (e.g. started from its first event): TTFT then shows once
+        `finish(lane, result)` brings the measured figure.
+        """
+        with self._lock:
+            name = lane if lane is not None else self.lanes[0]
+            if name not in self._state:
+                self._state[name] = LaneState(name)
+            ln = self._state[name]
+            ln.reset()
+            ln.start_ns = t_ns if t_ns is not None else self._clock()
+            ln.live_ttft = live_ttft
+            if request is not None:
+                ln.model, ln.request_id = request.model, request.id
+            ln.cache = cache or ""
+            ln.version += 1
+            # The start message counts as a flush: the rate limit holds from the very first message.
+            self._last_flush_ns = self._clock()
+            if self._mode(ln) == "delta":
+                self._send_custom({"t": "start", "lane": name, "meta": ln.meta("delta")})
+            else:
+                self._sync_all()
+
+    def push(self, lane: str | None, event: StreamEvent | str) -> None:
+        """Add one stream event (or a plain text piece). Updates leave according to the switches.
+
+        A lane that never streamed starts on its first push; events after the lane ended are ignored
+        (a stream cancelled by Stop may still deliver a chunk that was already in flight).
+        """
+        with self._lock:
+            ln = self._lane(lane)
+            if ln.status == "idle":
+                self.start(ln.name)
+            elif ln.status != "streaming":
+                return  # late events after cancel/fail/finish: the lane already shows its end
+            if isinstance(event, str):
+                event = TextDelta(event, self._clock())
+            if isinstance(event, TextDelta):
+                if not event.text:
+                    return
+                t = event.t_ns or self._clock()
+                if ln.first_ns is None:
+                    ln.first_ns = t
+                ln.last_ns = t
+                ln.tokens += 1
+                ln.parts.append(event.text)
+                ln.pending.append(event.text)
+                ln.length += len(event.text)
+            elif isinstance(event, UsageEvent):
+                if event.usage.completion_tokens is not None:
+                    ln.usage_tokens = event.usage.completion_tokens
+            elif isinstance(event, DoneEvent):
+                ln.finish_reason = event.finish_reason
+            ln.live_figures()
+            ln.version += 1
+            ln.dirty = True
+            if self._coalescing(ln):
+                self._maybe_flush()
+            else:
+                ln.per_token_updates += 1
+                if self._guard_trips(ln):
+                    ln.forced_coalesce = True
+                    ln.note = (
+                        f"coalesce_ui is off: per-token updates stopped after {self.max_naive_updates:,} "
+                        f"so the notebook stays responsive; now updating at {self.rate_hz:g} Hz"
+                    )
+                    self._maybe_flush()
+                else:
+                    self._flush()
+
+    def finish(self, lane: str | None = None, result: StreamResult | None = None) -> None:
+        """End a stream: one full sync carries the exact final text and the final figures."""
+        with self._lock:
+            ln = self._lane(lane)
+            if result is not None:
+                self._take_result(ln, result)
+                ln.status = {"ok": "done"}.get(result.status, result.status)
+            else:
+                ln.status = "done"
+            self._end(ln)
+
+    def fail(self, lane: str | None, error: BaseException | str) -> None:
+        """End a stream with an error; the text received so far stays, the error shows in the status line."""
+        with self._lock:
+            ln = self._lane(lane)
+            partial = getattr(error, "result", None)
+            if isinstance(partial, StreamResult):
+                self._take_result(ln, partial)
+            if isinstance(error, BaseException):
+                kind = getattr(error, "kind", type(error).__name__)
+                ln.error = f"{kind}: {error}"
+            else:
+                ln.error = error
+            ln.status = "error"
+            self._end(ln)
+
+    def cancel(self, lane: str | None = None) -> None:
+        """Stop a stream: cancels the client stream being consumed (if any) and syncs what arrived."""
+        with self._lock:
+            ln = self._lane(lane)
+            stream = ln.stream
+            if ln.status == "streaming":
+                ln.status = "cancelled"
+                self._end(ln)
+        if stream is not None and hasattr(stream, "cancel"):
+            stream.cancel()
+
+    def cancel_all(self) -> None:
+        for name in self.lanes:
+            self.cancel(name)
+
+    def consume(self, stream: Iterable[StreamEvent], lane: str | None = None) -> StreamResult | None:
+        """Show a (sync) client stream to its end; returns `stream.result`. Errors end the lane and re-raise.
+
+        A loop that blocks the cell cannot receive a Stop click; in a notebook prefer `await aconsume(...)`.
+        """
+        name = self._begin_consume(stream, lane)
+        try:
+            for ev in stream:
+                self.push(name, ev)
+        except WorkbenchCancelled:
+            self.cancel(name)
+            raise
+        except BaseException as exc:  # KeyboardInterrupt too: the lane must not stay "streaming"
+            self._end_with(name, exc)
+            raise
+        return self._end_consume(name, stream)
+
+    async def aconsume(
+        self, stream: AsyncIterable[StreamEvent], lane: str | None = None
+    ) -> StreamResult | None:
+        """Show an async client stream to its end without blocking the kernel; returns `stream.result`."""
+        name = self._begin_consume(stream, lane)
+        try:
+            async for ev in stream:
+                self.push(name, ev)
+        except (WorkbenchCancelled, asyncio.CancelledError):
+            self.cancel(name)
+            raise
+        except BaseException as exc:
+            self._end_with(name, exc)
+            raise
+        return self._end_consume(name, stream)
+
+    async def arun(self, client: Any, request: Request, lane: str | None = None) -> StreamResult | None:
+        """`async with client.stream(request)` into a lane; returns the result (errors re-raise)."""
+        name = lane if lane is not None else self.lanes[0]
+        self.start(name, request=request)
+        async with client.stream(request) as s:
+            return await self.aconsume(s, name)
+
+    # ---- static fallback ----
+
+    def static(self) -> StaticView:
+        """Final texts + figures as Markdown/HTML for exported notebooks (the widget needs a live kernel)."""
+        md: list[str] = []
+        cells: list[str] = []
+        with self._lock:
+            for ln in self._state.values():
+                line = status_line(ln.meta(self._mode(ln)))
+                md.append(f"**{ln.name}** — {line}\n\n```text\n{ln.text}\n```\n")
+                cells.append(
+                    f'<div class="wb-sv-lane"><div class="wb-sv-head"><b>{html.escape(ln.name)}</b> '
+                    f"<span>{html.escape(line)}</span></div>"
+                    f'<pre class="wb-sv-text" style="white-space:pre-wrap">{html.escape(ln.text)}</pre></div>'
+                )
+        body = "".join(cells)
+        return StaticView(
+            "\n".join(md),
+            f'<div class="wb-sv" style="display:grid;grid-template-columns:repeat({len(cells)},1fr);'
+            f'gap:8px">{body}</div>',
+        )
+
+    def show(self) -> Any:
+        """Display the widget with a display id; `freeze()` later swaps it for the static fallback."""
+        from IPython.display import DisplayHandle
+
+        handle = DisplayHandle()  # type: ignore[no-untyped-call]
+        handle.display(self)  # type: ignore[no-untyped-call]
+        self._handle = handle
+        return handle
+
+    def freeze(self) -> None:
+        """Replace the displayed widget with `static()` so exported HTML shows the final texts offline."""
+        if self._handle is None:
+            raise RuntimeError("call show() first: freeze() replaces the output show() created")
+        self._handle.update(self.static())
+
+    # ---- internals ----
+
+    def _lane(self, lane: str | None) -> LaneState:
+        name = lane if lane is not None else next(iter(self._state))
+        try:
+            return self._state[name]
+        except KeyError:
+            raise KeyError(f"no lane {name!r}; lanes are {self.lanes}") from None
+
+    def _mode(self, ln: LaneState) -> str:
+        return "delta" if self.incremental_render else "state"
+
+    def _coalescing(self, ln: LaneState) -> bool:
+        return self.coalesce_ui or ln.forced_coalesce
+
+    def _guard_trips(self, ln: LaneState) -> bool:
+        # Per stream, and across lanes within jupyter_server's 3 s rate window (1,000 msgs/s there):
+        # several naive lanes, or naive streams back to back, must not add up past the server's limit.
+        if self.max_naive_updates is None:
+            return False
+        now = self._clock()
+        recent = self._naive_stamps
+        recent.append(now)
+        while recent and recent[0] < now - _RATE_WINDOW_NS:
+            recent.popleft()
+        return ln.per_token_updates > self.max_naive_updates or len(recent) > self.max_naive_updates
+
+    def _maybe_flush(self) -> None:
+        now = self._clock()
+        if self._last_flush_ns is None or now - self._last_flush_ns >= self.interval_ns:
+            self._flush()
+            return
+        if self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop on this thread: the next push or the end of the stream flushes
+            delay = (self._last_flush_ns + self.interval_ns - now) / 1e9
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            if any(ln.dirty for ln in self._state.values()):
+                self._flush()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _flush(self) -> None:
+        """Send what changed on every dirty lane in one message."""
+        dirty = [ln for ln in self._state.values() if ln.dirty and ln.status == "streaming"]
+        if not dirty:
+            return
+        self._last_flush_ns = self._clock()
+        self._cancel_timer()
+        self.flushes += 1
+        if self.incremental_render:
+            lanes: dict[str, Any] = {}
+            for ln in dirty:
+                delta = "".join(ln.pending)
+                ln.pending.clear()
+                lanes[ln.name] = {
+                    "seq": ln.seq,
+                    "at": ln.sent,
+                    "s": delta,
+                    "m": live_meta(ln),
+                }
+                ln.sent += len(delta)
+                ln.dirty = False
+            self._send_custom({"t": "d", "lanes": lanes})
+        else:
+            for ln in dirty:
+                ln.pending.clear()
+                ln.sent = ln.length
+                ln.dirty = False
+            self._sync_all()
+
+    def _sync_all(self) -> None:
+        with self.hold_sync():
+            texts = dict(self._texts)
+            for ln in self._state.values():
+                if ln.status != "streaming" or self._mode(ln) == "state":
+                    texts[ln.name] = ln.text
+            self._texts = texts
+            self._lanes = [ln.meta(self._mode(ln)) for ln in self._state.values()]
+
+    def _end(self, ln: LaneState) -> None:
+        ln.pending.clear()
+        ln.sent = ln.length
+        ln.dirty = False
+        ln.stream = None
+        ln.version += 1
+        if not any(o.dirty for o in self._state.values()):
+            self._cancel_timer()
+        self._sync_all()
+
+    def _take_result(self, ln: LaneState, result: StreamResult) -> None:
+        # The result's text is authoritative (a cache replay may not have streamed through push()).
+        if result.text != ln.text:
+            ln.parts[:] = [result.text]
+            ln.length = len(result.text)
+        m = result.metrics
+        ln.ttft_ms = m.ttft_ms if m.ttft_ms is not None else ln.ttft_ms
+        ln.tokens_per_s = m.tokens_per_s if m.tokens_per_s is not None else ln.tokens_per_s
+        ln.e2e_ms = m.e2e_ms
+        if m.output_tokens:
+            ln.usage_tokens = m.output_tokens
+        ln.cache = result.cache
+        ln.model = result.request.model
+        ln.request_id = result.request_id
+        ln.finish_reason = result.finish_reason or ln.finish_reason
+        if result.error:
+            ln.error = f"{result.error_kind or 'error'}: {result.error}"
+
+    def _send_custom(self, content: dict[str, Any]) -> None:
+        self.send(content)
+
+    def _begin_consume(self, stream: object, lane: str | None) -> str:
+        with self._lock:
+            name = lane if lane is not None else self.lanes[0]
+            ln = self._state.get(name)
+            req = getattr(stream, "request", None)
+            same = isinstance(req, Request) and ln is not None and req.id == ln.request_id
+            if ln is not None and ln.status == "cancelled" and same:
+                # Stopped between start() and the first event: stop the stream, keep the lane as it is.
+                cancel = getattr(stream, "cancel", None)
+                if cancel is not None:
+                    cancel()
+            elif ln is None or ln.status != "streaming":
+                self.start(name, request=req if isinstance(req, Request) else None)
+            self._state[name].stream = stream
+            return name
+
+    def _end_consume(self, name: str, stream: object) -> StreamResult | None:
+        result = getattr(stream, "result", None)
+        res = result if isinstance(result, StreamResult) else None
+        with self._lock:
+            if self._state[name].status == "streaming":
+                if res is not None and res.status == "cancelled":
+                    self._state[name].status = "cancelled"
+                    self._take_result(self._state[name], res)
+                    self._end(self._state[name])
+                else:
+                    self.finish(name, res)
+        return res
+
+    def _end_with(self, name: str, exc: BaseException) -> None:
+        with self._lock:
+            if self._state[name].status == "streaming":
+                if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+                    self.cancel(name)
+                else:
+                    self.fail(name, exc)
+
+    def _on_front_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        # The front end asks for a snapshot when a delta's offset shows it missed one (a view that
+        # attached late, a dropped message). Sending the text so far puts it back in step.
+        if isinstance(content, dict) and content.get("t") == "resync":
+            with self._lock:
+                name = content.get("lane")
+                if name in self._state:
+                    ln = self._state[name]
+                    ln.pending.clear()
+                    ln.sent = ln.length
+                    ln.dirty = False
+                    self._send_custom(
+                        {
+                            "t": "snap",
+                            "lane": name,
+                            "seq": ln.seq,
+                            "text": ln.text,
+                            "meta": ln.meta(self._mode(ln)),
+                        }
+                    )
