@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _nb_helpers import EXTERNAL_SCRIPT, NOTEBOOKS
 
 from workbench import report
-
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-EXTERNAL_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE)
-PNG = re.compile(r'<img[^>]*src="data:image/png;base64,')
 
 
 @pytest.fixture
@@ -34,17 +30,3 @@ def run_notebook(tmp_path: Path) -> Callable[[str], tuple[str, dict[str, Any]]]:
         return html, nb
 
     return run
-
-
-def final_outputs(nb: dict[str, Any]) -> list[dict[str, Any]]:
-    """Outputs of the last code cell that displays something (the static summary)."""
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
-    return list(cells[-1]["outputs"])
-
-
-def markdown_of(outputs: list[dict[str, Any]]) -> str:
-    return "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-
-
-def png_count(outputs: list[dict[str, Any]]) -> int:
-    return sum(1 for o in outputs if "image/png" in o.get("data", {}))

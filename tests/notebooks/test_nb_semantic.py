@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import PNG, final_outputs, markdown_of, png_count
+from _nb_helpers import PNG, final_outputs, markdown_of, png_count
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

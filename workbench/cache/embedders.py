@@ -50,8 +50,14 @@ __all__ = [
 
 Vectors = npt.NDArray[np.float32]
 
-# The distilled table ships in the repository's data/embeddings/ (WORKBENCH_EMBEDDINGS overrides the path).
-DEFAULT_STATIC_PATH = Path(__file__).resolve().parents[2] / "data" / "embeddings" / "minilm_static_256.npz"
+_TABLE = "minilm_static_256.npz"
+# The distilled table: next to this module when installed as package data, else the repository's
+# data/embeddings/ (a source checkout). WORKBENCH_EMBEDDINGS overrides both.
+_CANDIDATES = (
+    Path(__file__).resolve().parent / "_data" / _TABLE,
+    Path(__file__).resolve().parents[2] / "data" / "embeddings" / _TABLE,
+)
+DEFAULT_STATIC_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[-1])
 
 
 @runtime_checkable

@@ -17,11 +17,12 @@ import ssl
 import subprocess
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
 
+from workbench._types import Backend, ProtocolName
 from workbench.simulator.groundtruth import GroundTruth, ServerStats
 from workbench.simulator.profile import Profile
 
@@ -110,6 +111,10 @@ class ProcessSimulator:
     @property
     def ca_path(self) -> str | None:
         return self._ca_path
+
+    def backend(self, protocol: ProtocolName | Literal["auto"] = "ollama", name: str = "") -> Backend:
+        """A `Backend` for this simulator: its URL, the protocol, and its CA trusted when TLS is on."""
+        return Backend(self.url, protocol=protocol, verify=self.ca_path or True, name=name or "simulator")
 
     def ssl_context(self) -> ssl.SSLContext:
         if self._ca_path is None:

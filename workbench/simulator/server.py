@@ -22,7 +22,9 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
+from workbench._types import Backend, ProtocolName
 from workbench.simulator.app import SimApp
 from workbench.simulator.groundtruth import GroundTruth, Ledger, ServerStats
 from workbench.simulator.profile import Profile
@@ -187,6 +189,10 @@ class Simulator:
     def ca_path(self) -> str | None:
         """PEM of the CA that signed the server certificate (pass as httpx `verify=`); None without TLS."""
         return self._ca_path
+
+    def backend(self, protocol: ProtocolName | Literal["auto"] = "ollama", name: str = "") -> Backend:
+        """A `Backend` for this simulator: its URL, the protocol, and its CA trusted when TLS is on."""
+        return Backend(self.url, protocol=protocol, verify=self._ca_path or True, name=name or "simulator")
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client SSL context trusting this simulator's CA (httpx prefers it to a `verify=` path)."""
