@@ -161,9 +161,9 @@ display(Markdown(
     f"Chosen optimizations: `{chosen.label()}`\\n\\n" + "\\n".join(lines) + f"\\n\\nCache outcomes: {hits}"
 ))
 display(view.static())
-display(charts.static(charts.ttft_histogram(run.frame), "png"))
-display(charts.static(charts.throughput_by_variant(run.frame), "png"))
-display(live.static("png"))""",
+display(charts.static(charts.ttft_histogram(run.frame), "png", scale=1))
+display(charts.static(charts.throughput_by_variant(run.frame), "png", scale=1))
+display(live.static("png", scale=1))""",
     ),
     ("code", "sim.stop()"),
 ]
@@ -318,7 +318,7 @@ for chart in (
     charts.client_overhead(truth),
     charts.concurrency_sweep_chart(sweep_frame, label="rate"),
 ):
-    display(charts.static(chart, "png"))""",
+    display(charts.static(chart, "png", scale=1))""",
     ),
     ("code", "sim.stop()"),
 ]
@@ -425,7 +425,7 @@ for chart in (
     charts.ttft_histogram(run.frame, by="cache"),
     charts.audit_chart(audit.frame, chosen=chosen),
 ):
-    display(charts.static(chart, "png"))""",
+    display(charts.static(chart, "png", scale=1))""",
     ),
     ("code", "sim.stop()"),
 ]

