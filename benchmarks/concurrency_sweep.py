@@ -5,10 +5,11 @@
 The simulator runs in its own process, so its CPU is measured apart from the client's (psutil on its pid),
 and the client's event-loop thread CPU is sampled by the runner. Offered load is what the simulator's clock
 allows: concurrency x tokens / (ttft + tokens x token_ms) tokens/s; delivered is Σ output tokens / wall time
-of the level. The "limit" column names the first side that ran out of CPU (>= 90% of one core), or
-"machine" when neither did but the 1-minute load average exceeded the core count (then both processes wait
-in the OS run queue, which no client change can fix). In a closed loop there is no schedule, so client lag
-shows as TPOT inflation (p50 TPOT over the simulator's token delay) instead of schedule lag. Writes
+of the level. In a closed loop there is no schedule, so client lag shows in the token clock instead: the
+p50 TPOT over the simulator's token delay is ~1 when the client keeps up, and falls towards 0 when tokens
+pile up and arrive in one read (the event loop got to the socket late). The "limit" column names what gave
+out: client CPU (event loop >= 90% of a core), client reads late (TPOT ratio < 0.5), connection churn
+(reuse < 50% and connects > 5 ms), server CPU, or else machine load (1-minute load above the core count). Writes
 data/results/concurrency_sweep.{png,csv} and prints the table. Read the ratios and the knee, not the values.
 """
 
@@ -99,12 +100,20 @@ def main() -> int:
             loop_cpu = run.meta["cpu_samples"]
             client_cpu = percentile(loop_cpu, 50) if loop_cpu else float("nan")
             inflation = percentile(ok["tpot_ms"], 50) / args.token_ms
+            reuse = float(ok["connection_reused"].cast(pl.Float64).mean() or 0)
+            connect_p50 = percentile(ok["connect_ms"], 50)
+            limits = []
             if client_cpu >= 90:
-                limit = "client"
-            elif srv_cpu >= 90:
-                limit = "server"
-            else:
-                limit = "machine" if load1 > (os.cpu_count() or 1) and delivered < 0.9 * offered else "-"
+                limits.append("client CPU")
+            if inflation < 0.5:
+                limits.append("client reads late")  # tokens arrive in one read: the loop got to them late
+            if reuse < 0.5 and connect_p50 > 5:
+                limits.append("connection churn")
+            if srv_cpu >= 90:
+                limits.append("server CPU")
+            if not limits and delivered < 0.9 * offered and load1 > (os.cpu_count() or 1):
+                limits.append("machine load")
+            limit = " + ".join(limits) or "-"
             rows.append(
                 {
                     "concurrency": c,
@@ -116,6 +125,8 @@ def main() -> int:
                     "ttft_p50_ms": round(percentile(ok["ttft_ms"], 50), 1),
                     "ttft_p99_ms": round(percentile(ok["ttft_ms"], 99), 1),
                     "tpot_p50_over_token_ms": round(inflation, 2),
+                    "conn_reuse_pct": round(100 * reuse, 0),
+                    "connect_p50_ms": round(connect_p50, 1),
                     "client_loop_cpu_pct": round(client_cpu, 0),
                     "server_cpu_pct": round(srv_cpu, 0),
                     "load_avg_1m": round(load1, 1),
@@ -123,6 +134,8 @@ def main() -> int:
                     "wall_s": round(wall, 2),
                 }
             )
+            for w in run.warnings:
+                print(f"  warning: {w}")
             print(
                 f"c={c:>4}: delivered {delivered:9.1f} / offered {offered:9.1f} tok/s, "
                 f"client {client_cpu:5.0f}% server {srv_cpu:5.0f}% ({wall:.1f} s)",

@@ -52,6 +52,10 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    # No "get Jupyter news?" toast over the screenshot (and no news fetch to block).
+    apputils = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    apputils.mkdir(parents=True)
+    (apputils / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     cmd = [
         *lab_command(root, port=port, token=token),
         "--LabApp.expose_app_in_browser=True",
@@ -182,4 +186,5 @@ def test_quickstart_runs_in_a_real_browser(lab: tuple[str, str]) -> None:
             browser.close()
     assert SCREENSHOT.stat().st_size > 10_000
     # Whatever tried to leave the machine was blocked; nothing the notebook needs came from there.
+    print(f"text lengths seen while streaming: {lengths}")
     print(f"blocked {len(blocked)} non-local request(s): {sorted(set(blocked))[:5]}")

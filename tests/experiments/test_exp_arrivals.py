@@ -42,7 +42,7 @@ def test_parse_arrival_forms() -> None:
     assert parse_arrival(None) == Sequential()
     assert parse_arrival("sequential") == Sequential()
     assert parse_arrival("concurrency=8") == Concurrency(8)
-    assert parse_arrival("rate=200") == Rate(200.0)
+    assert parse_arrival("rate=200") == Rate(200.0) and Rate(200.0).max_concurrency == 100
     assert parse_arrival("rate=50,poisson,cap=4,seed=9") == Rate(50.0, True, 4, 9)
     for bad in ("rate=0", "rate=x", "burst=3", "rate=5,wobble", "concurrency=0"):
         with pytest.raises(ConfigError):

@@ -98,3 +98,27 @@ def test_client_warnings_cpu_and_growing_lag() -> None:
     assert any("CPU" in x for x in w) and any("schedule lag grew" in x for x in w)
     calm = f.with_columns(pl.lit(0.3).alias("dispatch_lag_ms"))
     assert client_warnings([20, 30, 25], calm) == []
+
+
+def test_paired_comparison_recovers_a_per_prompt_factor_despite_prompt_spread() -> None:
+    from workbench.experiments.stats import paired_comparisons
+
+    rng = np.random.default_rng(5)
+    n = 60
+    prompt_cost = rng.lognormal(np.log(100), 1.0, size=n)  # prompts differ 10x: unpaired medians are noisy
+    base = prompt_cost * rng.lognormal(0, 0.05, size=n)
+    opt = prompt_cost / 1.5 * rng.lognormal(0, 0.05, size=n)
+    f = pl.DataFrame(
+        {
+            "variant": ["base"] * n + ["opt"] * n,
+            "prompt_id": [f"p{i}" for i in range(n)] * 2,
+            "repeat": [0] * (2 * n),
+            "ttft_ms": np.concatenate([base, opt]),
+            "warmup": [False] * (2 * n),
+        }
+    )
+    row = paired_comparisons(f, metrics=["ttft_ms"]).row(0, named=True)
+    assert row["ci_lo"] <= 1.5 <= row["ci_hi"] and row["ci_hi"] - row["ci_lo"] < 0.1
+    assert row["verdict"].startswith("faster by 1.")
+    unpaired = comparisons(f, metrics=["ttft_ms"], stats=["median"]).row(0, named=True)
+    assert unpaired["ci_hi"] - unpaired["ci_lo"] > 5 * (row["ci_hi"] - row["ci_lo"])

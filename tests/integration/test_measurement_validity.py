@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
@@ -29,6 +33,7 @@ TOLERANCE_MS = 2.0
 # starvation from elsewhere on a 2-core machine can delay a whole batch of reads. A client that stamps
 # wrongly fails every attempt.
 ATTEMPTS = 3
+CONTROL_MARGIN_MS = 1.0
 
 PROFILE = Profile(
     seed=7,
@@ -76,27 +81,56 @@ def _gaps_ms(sim: Simulator, results: list[StreamResult]) -> tuple[np.ndarray, n
     return np.asarray(per_chunk), np.asarray(ttft_diff)
 
 
-def _judge(sim: Simulator, results: list[StreamResult]) -> str | None:
-    """None when the client agrees with ground truth; else what disagreed."""
+def _judge(sim: Simulator, results: list[StreamResult]) -> tuple[float, float, str]:
+    """(p99 of arrival − emit, p99 of TTFT client − truth, a description), after the checks that hold anywhere."""
     per_chunk, ttft_diff = _gaps_ms(sim, results)
     # A chunk cannot arrive before it was written: a negative gap means a mis-stamp, on any machine.
     assert per_chunk.min() >= 0.0, per_chunk.min()
     assert ttft_diff.min() >= 0.0, ttft_diff.min()
-    # The simulator really did spread tokens out (otherwise the comparison would be trivial).
-    itl = np.concatenate([np.asarray(r.metrics.itl_ms) for r in results])
-    assert 2.0 < np.median(itl) < 10.0, np.median(itl)
-    p99, ttft_p99 = np.percentile(per_chunk, 99), np.percentile(ttft_diff, 99)
-    if p99 <= TOLERANCE_MS and ttft_p99 <= TOLERANCE_MS:
-        return None
-    return (f"arrival - emit p50/p99/max = {np.percentile(per_chunk, 50):.2f}/{p99:.2f}/{per_chunk.max():.2f} ms, "
-            f"TTFT client - truth p99 = {ttft_p99:.2f} ms")
+    p99, ttft_p99 = float(np.percentile(per_chunk, 99)), float(np.percentile(ttft_diff, 99))
+    note = (f"client arrival - emit p50/p99/max = {np.percentile(per_chunk, 50):.2f}/{p99:.2f}/"
+            f"{per_chunk.max():.2f} ms, TTFT client - truth p99 = {ttft_p99:.2f} ms")
+    # The simulator must really have spread tokens out, or the comparison is trivial; a starved server
+    # writes overdue tokens in one batch, and such an attempt is not judged.
+    gaps = np.concatenate([np.diff(sim.ground_truth(r.request_id).token_emit_ns) / MS for r in results])
+    if np.median(gaps) < 1.0:
+        return float("inf"), float("inf"), note + f"; server fell behind (median emit gap {np.median(gaps):.2f} ms)"
+    return p99, ttft_p99, note
 
 
-def _check(sim: Simulator, attempt: Callable[[], list[StreamResult]]) -> None:
+def _bare_lags(sim: Simulator, protocol: str, reads: list[tuple[str, list[tuple[int, bytes]]]]) -> np.ndarray:
+    """Arrival − emit (ms) per chunk for a bare httpx reader: stamp each read, count the frames in it."""
+    sep = b"\n" if protocol == "ollama" else b"\n\n"
+    out: list[float] = []
+    for rid, blocks in reads:
+        arrivals: list[int] = []
+        for t, block in blocks:
+            arrivals += [t] * block.count(sep)
+        emitted = sim.ground_truth(rid).emit_ns
+        out += [(a - e) / MS for a, e in zip(arrivals, emitted, strict=False)]
+    return np.asarray(out)
+
+
+def _bare_request(protocol: str, req: Request) -> tuple[str, dict[str, object]]:
+    msgs = [m.as_dict() for m in req.messages]
+    if protocol == "ollama":
+        return "/api/chat", {"model": req.model, "messages": msgs, "stream": True}
+    return "/v1/chat/completions", {"model": req.model, "messages": msgs, "stream": True}
+
+
+def _check(sim: Simulator, attempt: Callable[[], list[StreamResult]], control: Callable[[], np.ndarray]) -> None:
+    """Pass when the client is within 2 ms of ground truth at p99; or, on a machine so busy that even a bare
+    httpx reader in the same process is later than that, when the client adds at most CONTROL_MARGIN_MS
+    on top of the bare reader's p99 (what asyncio + httpx + this machine deliver, measured right after)."""
     notes = []
     for _ in range(ATTEMPTS):
-        note = _judge(sim, attempt())
-        if note is None:
+        p99, ttft_p99, note = _judge(sim, attempt())
+        if p99 <= TOLERANCE_MS and ttft_p99 <= TOLERANCE_MS:
+            return
+        floor = control()
+        floor_p99 = float(np.percentile(floor, 99))
+        note += f"; bare httpx reader p50/p99 = {np.percentile(floor, 50):.2f}/{floor_p99:.2f} ms"
+        if floor_p99 > TOLERANCE_MS and max(p99, ttft_p99) <= floor_p99 + CONTROL_MARGIN_MS:
             return
         notes.append(note)
     load = os.getloadavg()[0]
@@ -116,19 +150,27 @@ def test_async_16_streams_match_ground_truth(sim: Simulator, protocol: str) -> N
         async with AsyncClient(backend, optimizations=opts) as client:
             return list(await asyncio.wait_for(asyncio.gather(*(client.run(r) for r in _requests(protocol))), 60))
 
-    # Each attempt gets its own event loop in a worker thread, so the check can stay synchronous.
-    def attempt() -> list[StreamResult]:
-        from concurrent.futures import ThreadPoolExecutor
+    async def bare() -> list[tuple[str, list[tuple[int, bytes]]]]:
+        async with httpx.AsyncClient(timeout=60) as http:
+            async def one(req: Request) -> tuple[str, list[tuple[int, bytes]]]:
+                path, body = _bare_request(protocol, req)
+                blocks: list[tuple[int, bytes]] = []
+                async with http.stream("POST", sim.url + path, json=body, headers={"X-Request-Id": req.id}) as r:
+                    async for block in r.aiter_raw():
+                        blocks.append((time.perf_counter_ns(), block))
+                return req.id, blocks
 
+            return list(await asyncio.gather(*(one(r) for r in _requests(protocol))))
+
+    # Each run gets its own event loop in a worker thread, so the check can stay synchronous.
+    def in_loop(coro: Any) -> Any:
         with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, once()).result(90)
+            return pool.submit(asyncio.run, coro).result(90)
 
-    _check(sim, attempt)
+    _check(sim, lambda: in_loop(once()), lambda: _bare_lags(sim, protocol, in_loop(bare())))
 
 
 def test_threaded_16_streams_match_ground_truth(sim: Simulator) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     backend = Backend(sim.url, protocol="ollama")
 
     def attempt() -> list[StreamResult]:
@@ -136,7 +178,21 @@ def test_threaded_16_streams_match_ground_truth(sim: Simulator) -> None:
                 ThreadPoolExecutor(STREAMS) as pool:
             return list(pool.map(client.run, _requests("ollama"), timeout=60))
 
-    _check(sim, attempt)
+    def bare() -> np.ndarray:
+        def one(http: httpx.Client, req: Request) -> tuple[str, list[tuple[int, bytes]]]:
+            path, body = _bare_request("ollama", req)
+            blocks: list[tuple[int, bytes]] = []
+            with http.stream("POST", sim.url + path, json=body, headers={"X-Request-Id": req.id}) as r:
+                for block in r.iter_raw():
+                    blocks.append((time.perf_counter_ns(), block))
+            return req.id, blocks
+
+        with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=STREAMS)) as http, \
+                ThreadPoolExecutor(STREAMS) as pool:
+            reads = list(pool.map(lambda r: one(http, r), _requests("ollama"), timeout=60))
+        return _bare_lags(sim, "ollama", reads)
+
+    _check(sim, attempt, bare)
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -153,13 +209,14 @@ def test_openai_role_chunk_is_not_the_first_token(sim: Simulator, fast: bool) ->
     # The role-only chunk went out well before the first token...
     assert len(gt.emit_ns) > len(gt.token_emit_ns)
     assert gt.token_emit_ns[0] - gt.emit_ns[0] > 40 * MS
-    # ... so the body's first byte arrives early, but TTFT waits for the first content chunk.
     assert r.metrics.ttfb_ms is not None and r.metrics.ttft_ms is not None
-    assert r.metrics.ttft_ms - r.metrics.ttfb_ms > 40.0
-    assert r.metrics.ttfb_ms <= (gt.emit_ns[0] - r.sent_ns) / MS + 5.0
+    # ... and TTFT is the first content chunk's arrival: never before that chunk was emitted (so never the
+    # role chunk's arrival, 40+ ms earlier), and exactly the stamp of the first recorded chunk.
     gt_ttft = (gt.token_emit_ns[0] - r.sent_ns) / MS
-    assert 0.0 <= r.metrics.ttft_ms - gt_ttft <= 5.0
-    assert r.chunks[0].text  # no empty first chunk was recorded as a token
+    assert r.metrics.ttft_ms >= gt_ttft
+    assert r.chunks[0].text and r.chunks[0].t_ns == r.sent_ns + round(r.metrics.ttft_ms * MS)
+    assert len(r.chunks) == len(gt.token_emit_ns)  # the role chunk was not recorded as a token
+    assert r.metrics.ttfb_ms <= r.metrics.ttft_ms
     assert r.metrics.output_tokens == gt.completion_tokens
 
 
@@ -178,7 +235,10 @@ def test_frames_and_summary_on_real_results(sim: Simulator) -> None:
     assert f.height == 8 and f["status"].to_list() == ["ok"] * 8
     assert f["opt_fast_parse"].to_list() == [False, True] * 4
     assert f["ttft_ms"].to_list() == [r.metrics.ttft_ms for r in results]
-    assert (f["output_tokens"] == f["itl_ms"].list.len() + 1).all() or (f["tokens_source"] == "usage").all()
+    # Ollama reports eval_count, so token counts come from the server's usage and match its ground truth.
+    assert f["tokens_source"].to_list() == ["usage"] * 8
+    assert f["output_tokens"].to_list() == [sim.ground_truth(r.request_id).completion_tokens for r in results]
+    assert (f["n_chunks"] == f["itl_ms"].list.len() + 1).all()
 
     ch = chunks_frame(results)
     assert ch.height == sum(len(r.chunks) for r in results)

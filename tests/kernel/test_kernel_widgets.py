@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 
 import pytest
 from kernel_harness import Kernel
@@ -122,3 +123,113 @@ print(json.dumps([dash.stop_button.model_id, dash.view.model_id]), end="")
         if m["content"]["data"]["method"] == "custom"
     ]
     assert after == [], "deltas kept coming after Stop"
+
+
+def _send_custom(kernel: Kernel, comm_id: str, content: dict[str, object]) -> None:
+    """A custom message from the front end to the kernel, as stream_view.js's `model.send` makes it."""
+    msg = kernel.kc.session.msg(
+        "comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": content}}
+    )
+    kernel.kc.shell_channel.send(msg)
+
+
+def _stream_as_front_end(kernel: Kernel, view_id: str, code: str, *, ack: bool) -> tuple[str, float, str]:
+    """Run `code` (which awaits a stream into the view) while this process plays stream_view.js's part:
+    rebuild the text from the deltas, check the end against its UTF-16 length + CRC-32, and ack it.
+    Returns (the text the front end stored, when the end arrived, the cell's stdout)."""
+    msg_id = kernel.submit(code)
+    seen, text, stored, t_end = 0, "", "", 0.0
+    deadline = time.monotonic() + 60
+    idle = False
+    while not idle and time.monotonic() < deadline:
+        kernel.drain(timeout=0.02)
+        idle = any(
+            m["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+            and m["parent_header"].get("msg_id") == msg_id
+            for _, m in kernel.log.msgs
+        )
+        msgs = kernel.log.comm_msgs(view_id)
+        for t, m in msgs[seen:]:
+            data = m["content"]["data"]
+            c = data.get("content", {})
+            if c.get("t") == "start":
+                text = ""
+            elif c.get("t") == "d":
+                d = c["lanes"]["output"]
+                assert d["at"] == len(text.encode("utf-16-le")) // 2, "a delta did not line up"
+                text += d["s"]
+            elif c.get("t") == "end":
+                t_end = t
+                units = text.encode("utf-16-le")[: 2 * c["at"]].decode("utf-16-le") + c["s"]
+                raw = units.encode("utf-16-le")
+                assert (len(raw) // 2, zlib.crc32(raw)) == (c["n"], c["h"]), "the end's check failed"
+                stored = units
+                if ack:
+                    _send_custom(
+                        kernel, view_id, {"t": "ack", "lane": "output", "seq": c["seq"], "h": c["h"]}
+                    )
+        seen = len(msgs)
+    assert idle, "the cell did not finish"
+    out = "".join(
+        m["content"]["text"]
+        for _, m in kernel.log.msgs
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "stream"
+    )
+    errors = [
+        m
+        for _, m in kernel.log.msgs
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "error"
+    ]
+    assert not errors, errors[0]["content"]["traceback"]
+    return stored, t_end, out
+
+
+def test_live_front_end_acks_the_end_so_the_text_crosses_once(kernel: Kernel) -> None:
+    tokens = 5_000
+    profile = Profile(ttft_ms=20.0, token_delay_ms=1000 / RATE, jitter=0.0)
+    with Simulator(profile) as sim:
+        view_id = kernel.run(f"""
+import asyncio, json
+from workbench._types import Backend, Request
+from workbench.client import AsyncClient
+from workbench.optimizations import Optimizations
+from workbench.widgets import StreamView
+opts = Optimizations(coalesce_ui=True, incremental_render=True)
+view = StreamView(optimizations=opts, ack_grace_s=0.5)
+client = AsyncClient(Backend({sim.url!r}, protocol="openai"), optimizations=opts)
+print(view.model_id, end="")
+""").strip()
+        _send_custom(kernel, view_id, {"t": "hello"})  # what stream_view.js's initialize says
+        report = (
+            "res = await view.arun(client, Request.chat('sim-small', 'go', max_tokens={n}))\n"
+            "await asyncio.sleep(0.8)\n"  # past the grace: a missing ack would have brought the full sync
+            "st = view.get_state()\n"
+            "print(json.dumps({{'text': view.text(), 'synced': st['_texts']['output'],"
+            " 'status': st['_lanes'][0]['status'], 'fallbacks': view.fallback_syncs}}))"
+        )
+        # 1) The ack arrives while the cell still awaits: ipykernel dispatches comm messages concurrently.
+        stored, t_end, out = _stream_as_front_end(kernel, view_id, report.format(n=tokens), ack=True)
+        info = json.loads(out)
+        assert info["synced"] == info["text"] == stored and len(stored) > 0
+        assert info["status"] == "done" and info["fallbacks"] == 0
+        msgs = kernel.log.comm_msgs(view_id)
+        kinds = [m["content"]["data"]["method"] for _, m in msgs]
+        assert kinds.count("update") == 0, "the text was sent again after the deltas"
+        nbytes = sum(len(json.dumps(m["content"], ensure_ascii=False).encode()) for _, m in msgs)
+        text_bytes = len(stored.encode())
+        print(
+            f"live view: {len(msgs)} comm messages, {nbytes:,} bytes = {nbytes / text_bytes:.2f} x the text"
+        )
+        assert nbytes <= 1.2 * text_bytes + 250 * len(msgs)
+
+        # 2) A front end that stops answering: the full sync follows after the grace, with the exact text.
+        kernel.log.msgs.clear()
+        stored, t_end, out = _stream_as_front_end(kernel, view_id, report.format(n=500), ack=False)
+        info = json.loads(out)
+        # fallback_syncs counts only syncs sent because the grace ran out (not an immediate headless sync).
+        assert info["synced"] == info["text"] == stored and info["fallbacks"] == 1
+        updates = [
+            (t, m) for t, m in kernel.log.comm_msgs(view_id) if m["content"]["data"]["method"] == "update"
+        ]
+        assert len(updates) == 1 and updates[0][1]["content"]["data"]["state"]["_texts"]["output"] == stored

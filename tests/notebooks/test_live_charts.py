@@ -51,7 +51,7 @@ def test_rate_limit_with_trailing_update_and_dedupe() -> None:
     # Within 0.5 s: held back, then sent by the trailing timer.
     assert live.update(_frame(30, seed=2)) is False
     assert live.update(_frame(40, seed=3)) is False
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 15.0  # the gap grows with the cost of an update on a loaded machine
     while live.updates_sent < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live.updates_sent == 2

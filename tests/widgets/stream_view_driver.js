@@ -6,15 +6,17 @@ async (input) => {
   const attrs = { ...input.state };
   const handlers = {};
   const sent = [];
+  const fire = (name, arg) => (handlers[name] || []).forEach((cb) => cb(arg));
+  let saved = 0;
   const model = {
     get: (k) => attrs[k],
-    set: (k, v) => { attrs[k] = v; },
+    // Like Backbone: a local set changes the attribute (what JupyterLab saves) and fires change events.
+    set: (k, v) => { attrs[k] = v; fire(`change:${k}`); },
     on: (name, cb) => { (handlers[name] ||= []).push(cb); },
     off: () => {},
     send: (m) => sent.push(m),
-    save_changes: () => {},
+    save_changes: () => { saved += 1; },
   };
-  const fire = (name, arg) => (handlers[name] || []).forEach((cb) => cb(arg));
   const el = document.createElement("div");
   document.body.replaceChildren(el);
   const initAt = input.init_at ?? 0;
@@ -36,5 +38,5 @@ async (input) => {
       text: q(".wb-sv-text"), stats: q(".wb-sv-stats"), note: q(".wb-sv-note"), error: q(".wb-sv-error"),
     };
   }
-  return { lanes, sent };
+  return { lanes, sent, saved, attrs: { _texts: attrs._texts, _lanes: attrs._lanes } };
 }

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from widget_fakes import FakeClock, RecordingComm
+from widget_fakes import FakeClock, FakeFrontend, RecordingComm, u16
 
 from workbench._exceptions import IdleTimeout
 from workbench._types import DoneEvent, Metrics, Request, StreamResult, TextDelta, Usage, UsageEvent
@@ -37,7 +37,7 @@ def frontend_text(rec: RecordingComm, lane: str) -> str:
             text = ""
         elif c["t"] == "d" and lane in c["lanes"]:
             d = c["lanes"][lane]
-            assert d["at"] == len(text), "a delta skipped or repeated text"
+            assert d["at"] == u16(text), "a delta skipped or repeated text"
             text += d["s"]
     return text
 
@@ -80,10 +80,46 @@ def make_result(req: Request, text: str, status: str = "ok", cache: str = "off")
     )  # type: ignore[arg-type]
 
 
+OVERHEAD = 200  # bytes per message: envelope + live figures (the end message's full figures fit in it too)
+
+
 @pytest.mark.parametrize("rate", [1_000, 5_000, 20_000])
-def test_coalesced_incremental_bounds_messages_and_bytes(
+async def test_live_view_gets_the_text_once_and_the_exact_final_value(
     comms: list[RecordingComm], clock: FakeClock, rate: int
 ) -> None:
+    view = StreamView(clock=clock, rate_hz=30, ack_grace_s=0.05)
+    fe = FakeFrontend(view)
+    fe.deliver(view)  # hello: a live front end exists
+    rec = view.comm
+    rec.clear()
+    t0 = clock()
+    view.start()
+    text = feed(view, clock, 10_000, rate)
+    view.finish()
+    duration = (clock() - t0) / 1e9
+
+    msgs = rec.widget_msgs()
+    assert len(msgs) <= math.ceil(duration * 30) + 2, (len(msgs), duration)
+    # Deltas and the end are custom messages; no state update crosses the wire at all.
+    assert rec.updates() == [] and [c["t"] for c in rec.custom()][-1] == "end"
+    assert fe.text["output"] == text  # the tail rode in the end message
+    fe.deliver(view)  # the front end's ack
+    assert fe.acks == 1 and fe.attrs["_texts"]["output"] == text  # what the saved notebook holds
+    state = view.get_state()
+    assert state["_texts"]["output"] == text and state["_lanes"] == fe.attrs["_lanes"]
+    assert state["_lanes"][0]["status"] == "done"
+    await asyncio.sleep(0.15)  # past the grace: the ack settled the end, no fallback sync follows
+    assert len(rec.widget_msgs()) == len(msgs) and view.fallback_syncs == 0
+
+    text_bytes = len(text.encode())
+    assert rec.bytes() <= 1.2 * text_bytes + OVERHEAD * len(msgs), rec.bytes() / text_bytes
+
+
+@pytest.mark.parametrize("rate", [1_000, 20_000])
+def test_headless_end_is_one_full_sync_of_the_exact_text(
+    comms: list[RecordingComm], clock: FakeClock, rate: int
+) -> None:
+    # No front end ever spoke (nbclient, a script): only a kernel message can carry the final text.
     view = StreamView(clock=clock, rate_hz=30)
     rec = view.comm
     rec.clear()
@@ -95,21 +131,18 @@ def test_coalesced_incremental_bounds_messages_and_bytes(
 
     msgs = rec.widget_msgs()
     assert len(msgs) <= math.ceil(duration * 30) + 2, (len(msgs), duration)
-    # While streaming only custom messages cross; the one state update is the final sync.
     assert len(rec.updates()) == 1
     assert all(d["data"]["method"] == "custom" for _, d, _ in msgs[:-1])
     final = rec.updates()[-1]
-    assert final["_texts"]["output"] == text
+    assert final["_texts"]["output"] == text and view.get_state()["_texts"]["output"] == text
     assert final["_lanes"][0]["status"] == "done"
     live = frontend_text(rec, "output")
     assert text.startswith(live) and len(live) > 0.9 * len(text)  # the tail rides in the final sync
 
     text_bytes = len(text.encode())
     streaming_bytes = sum(n for _, d, n in msgs[:-1])
-    overhead = 200  # envelope + live figures per message
-    assert streaming_bytes <= 1.2 * text_bytes + overhead * len(msgs)
-    # The final sync carries the text once more (it is what the saved notebook keeps): O(n) overall.
-    assert rec.bytes() <= 2.2 * text_bytes + overhead * len(msgs)
+    assert streaming_bytes <= 1.2 * text_bytes + OVERHEAD * len(msgs)
+    assert msgs[-1][2] <= text_bytes + 2 * OVERHEAD  # the final sync carries the text once
 
 
 def test_naive_resends_whole_text_per_token_without_guard(
@@ -166,10 +199,16 @@ def test_uncoalesced_incremental_sends_one_delta_per_token(
     assert frontend_text(rec, "output") == text
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["headless", "live"])
 @pytest.mark.parametrize("end", ["fail", "cancel", "finish"])
-def test_trailing_text_is_synced_on_every_end(comms: list[RecordingComm], clock: FakeClock, end: str) -> None:
+async def test_trailing_text_is_flushed_on_every_end(
+    comms: list[RecordingComm], clock: FakeClock, end: str, live: bool
+) -> None:
     view = StreamView(clock=clock)
     rec = view.comm
+    fe = FakeFrontend(view)
+    if live:
+        fe.deliver(view)
     view.start(request=Request.chat("sim-small", "hi"))
     clock.advance(0.1)
     view.push(None, TextDelta("first ", clock()))  # flushed at once (interval passed)
@@ -182,8 +221,13 @@ def test_trailing_text_is_synced_on_every_end(comms: list[RecordingComm], clock:
         view.cancel()
     else:
         view.finish()
-    final = rec.updates()[-1]
+    if live:
+        assert rec.updates() == [] and rec.custom()[-1]["t"] == "end"
+        fe.deliver(view)  # the ack
+    assert fe.attrs["_texts"]["output"] == "first buffered tail"  # what the notebook saves
+    final = view.get_state()
     assert final["_texts"]["output"] == "first buffered tail"
+    assert final["_lanes"] == fe.attrs["_lanes"]
     lane = final["_lanes"][0]
     assert lane["status"] == {"fail": "error", "cancel": "cancelled", "finish": "done"}[end]
     if end == "fail":

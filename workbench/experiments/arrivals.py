@@ -56,12 +56,13 @@ class Rate:
     """Open loop: requests offered at `rate` per second (constant gaps or Poisson), whatever the server does.
 
     At most `max_concurrency` requests are in flight; a request that finds no free slot waits, and that wait
-    is recorded as `client_queue_ms` (never hidden inside TTFT).
+    is recorded as `client_queue_ms` (never hidden inside TTFT). The default, 100, is the pooled client's
+    connection limit: a higher cap would move the excess wait into httpx, after the send stamp.
     """
 
     rate: float
     poisson: bool = False
-    max_concurrency: int = 256
+    max_concurrency: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,7 +99,7 @@ def parse_arrival(spec: str | Arrival | None) -> Arrival:
             unknown = [o for o in opts if o != "poisson" and o.split("=", 1)[0] not in ("cap", "seed")]
             if unknown:
                 raise ValueError(f"unknown option(s) {unknown}")
-            return Rate(float(value), poisson, int(kv.get("cap", 256)), int(kv.get("seed", 0)))
+            return Rate(float(value), poisson, int(kv.get("cap", 100)), int(kv.get("seed", 0)))
     except ValueError as exc:
         raise ConfigError(f"cannot read arrival {spec!r}: {exc}", hint=_ARRIVAL_HINT) from exc
     raise ConfigError(f"unknown arrival mode {spec!r}", hint=_ARRIVAL_HINT)

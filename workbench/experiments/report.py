@@ -152,6 +152,25 @@ def before_after(run: RunResult, before: str | None = None, after: str | None = 
                 "after_value": va,
             }
         )
+    if a != b and "prompt_id" in data.columns:
+        from workbench.experiments.stats import paired_comparisons
+
+        pair = data.filter(pl.col("variant").is_in([a, b]))
+        for metric, label in (("ttft_ms", "TTFT, same prompt paired"), ("e2e_ms", "E2E, same prompt paired")):
+            pc = paired_comparisons(pair, baseline=b, metrics=[metric], seed=int(run.config.get("seed", 0)))
+            if pc.height:
+                r = pc.row(0, named=True)
+                rows.append(
+                    {
+                        "metric": f"{label} (geomean of {r['n_variant']} pairs)",
+                        "before": "",
+                        "after": "",
+                        "improvement": _improvement(1.0, r["factor"], True, "x"),
+                        "verdict": r["verdict"],
+                        "before_value": math.nan,
+                        "after_value": r["factor"],
+                    }
+                )
     return pl.DataFrame(rows).with_columns(
         pl.lit(b).alias("before_variant"), pl.lit(a).alias("after_variant")
     )

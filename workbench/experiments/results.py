@@ -26,6 +26,7 @@ from workbench.experiments.stats import (
     client_warnings,
     comparisons,
     goodput,
+    paired_comparisons,
     summary_with_ci,
 )
 
@@ -103,16 +104,28 @@ class RunResult:
         stats: Sequence[str] = ("median", "p99"),
         level: float = 0.95,
     ) -> pl.DataFrame:
-        """Each variant against the baseline (default: the first variant): factor, CI and verdict."""
-        return comparisons(
+        """Each variant against the baseline (default: the first variant): factor, CI and verdict.
+
+        `stats` may include "paired": the per-prompt paired comparison (`stats.paired_comparisons`).
+        """
+        plain = [s for s in stats if s != "paired"]
+        seed = int(self.config.get("seed", 0))
+        base = baseline or self.config.get("baseline")
+        out = comparisons(
             self.frame,
-            baseline=baseline or self.config.get("baseline"),
+            baseline=base,
             metrics=metrics,
-            stats=stats,
+            stats=plain,
             level=level,
-            seed=int(self.config.get("seed", 0)),
+            seed=seed,
             order=self.variants,
         )
+        if "paired" not in stats:
+            return out
+        paired = paired_comparisons(
+            self.frame, baseline=base, metrics=metrics, level=level, seed=seed, order=self.variants
+        )
+        return pl.concat([out, paired])
 
     def goodput(self, slo: SLO | None = None) -> pl.DataFrame:
         use = slo or SLO(**(self.config.get("slo") or {"ttft_ms": 500.0}))

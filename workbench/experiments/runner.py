@@ -387,6 +387,9 @@ async def acompare(
     warnings = []
     if run.unexpected:
         warnings.append(f"{len(run.unexpected)} request(s) failed unexpectedly, first: {run.unexpected[0]}")
+    pool_warning = _pool_warning(arr, named)
+    if pool_warning:
+        warnings.append(pool_warning)
     if run.stopping and stop is not None and stop.is_set():
         warnings.append(f"stopped early: {len(results)} of {len(slots)} requests ran")
     config = {
@@ -421,6 +424,28 @@ async def acompare(
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return RunResult(frame=frame, config=config, meta=meta, results=results)
+
+
+def _pool_warning(arrival: Arrival, variants: Mapping[str, Optimizations]) -> str | None:
+    """More requests in flight than the client's HTTP/1.1 connection limit: the excess waits inside httpx for
+    a connection after the send stamp, so that wait lands in TTFT instead of in `client_queue_ms`."""
+    in_flight = arrival.n if isinstance(arrival, Concurrency) else getattr(arrival, "max_concurrency", 1)
+    try:
+        from workbench.client._shared import pool_limits
+
+        limit = pool_limits().max_connections
+    except (ImportError, AttributeError):
+        return None
+    if limit is None or in_flight <= limit:
+        return None
+    affected = [name for name, opt in variants.items() if opt.connection_pool and not opt.http2]
+    if not affected:
+        return None
+    return (
+        f"{in_flight} requests may be in flight but the pooled HTTP/1.1 client opens at most {limit} "
+        f"connections ({', '.join(affected)}): the excess waits for a connection inside TTFT; "
+        f"use a cap <= {limit} (e.g. rate=R,cap={limit}) to see that wait as client_queue_ms"
+    )
 
 
 def _cache_stats(clients: Mapping[str, Any]) -> dict[str, dict[str, float]]:

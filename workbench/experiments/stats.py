@@ -23,6 +23,7 @@ __all__ = [
     "client_warnings",
     "comparisons",
     "goodput",
+    "paired_comparisons",
     "summary_with_ci",
     "verdict",
 ]
@@ -114,6 +115,71 @@ def comparisons(
                         "verdict": verdict(factor, lo, hi, higher_is_better=hib, level=level),
                     }
                 )
+    return pl.DataFrame(rows, schema=_CMP_SCHEMA)
+
+
+def paired_comparisons(
+    frame: pl.DataFrame,
+    *,
+    baseline: str | None = None,
+    metrics: Sequence[str] = COMPARE_METRICS,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    order: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Paired by prompt: the same prompt (and repeat) under the baseline and the variant form one pair.
+
+    `factor` is the geometric mean over pairs of the per-prompt improvement, with a bootstrap CI over pairs.
+    Interleaving makes the pairs close in time, so prompt length and drift cancel within a pair; this is
+    usually much tighter than the ratio of medians, and stays stable when a cache makes a variant bimodal.
+    """
+    data = _measured(frame)
+    if "prompt_id" not in data.columns:
+        return pl.DataFrame(schema=_CMP_SCHEMA)
+    keys = ["prompt_id", "repeat"] if "repeat" in data.columns else ["prompt_id"]
+    variants = [v for v in data.get_column("variant").unique(maintain_order=True).to_list() if v is not None]
+    if order is not None:
+        variants = [v for v in order if v in variants] + [v for v in variants if v not in order]
+    if not variants:
+        return pl.DataFrame(schema=_CMP_SCHEMA)
+    base = baseline if baseline is not None else variants[0]
+    rows: list[dict[str, Any]] = []
+    for var in variants:
+        if var == base:
+            continue
+        for metric in metrics:
+            if metric not in data.columns:
+                continue
+            a = data.filter(pl.col("variant") == base).select(
+                *keys, pl.col(metric).cast(pl.Float64).alias("a")
+            )
+            b = data.filter(pl.col("variant") == var).select(
+                *keys, pl.col(metric).cast(pl.Float64).alias("b")
+            )
+            pairs = a.join(b, on=keys).drop_nulls().filter((pl.col("a") > 0) & (pl.col("b") > 0))
+            hib = metric in HIGHER_IS_BETTER
+            logr = (np.log(pairs["b"].to_numpy()) - np.log(pairs["a"].to_numpy())) * (1 if hib else -1)
+            if logr.size:
+                factor = float(np.exp(logr.mean()))
+                lo, hi = (float(np.exp(x)) for x in bootstrap_ci(logr, "mean", level, n_boot, seed))
+            else:
+                factor = lo = hi = math.nan
+            rows.append(
+                {
+                    "baseline": base,
+                    "variant": var,
+                    "metric": metric,
+                    "stat": "paired_geomean",
+                    "n_baseline": int(logr.size),
+                    "n_variant": int(logr.size),
+                    "factor": factor,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "significant": bool(math.isfinite(lo) and (lo > 1.0 or hi < 1.0)),
+                    "verdict": verdict(factor, lo, hi, higher_is_better=hib, level=level),
+                }
+            )
     return pl.DataFrame(rows, schema=_CMP_SCHEMA)
 
 

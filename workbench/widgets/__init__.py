@@ -1,7 +1,8 @@
 """Notebook widgets: live stream view, optimization panel, dashboard (charts: `workbench.widgets.charts`)."""
 
 from workbench.widgets.dashboard import Dashboard, SecretField
+from workbench.widgets.live_charts import LiveCharts
 from workbench.widgets.panel import PRESETS, OptimizationPanel
 from workbench.widgets.stream_view import StaticView, StreamView
 
-__all__ = ["PRESETS", "Dashboard", "OptimizationPanel", "SecretField", "StaticView", "StreamView"]
+__all__ = ["PRESETS", "Dashboard", "LiveCharts", "OptimizationPanel", "SecretField", "StaticView", "StreamView"]

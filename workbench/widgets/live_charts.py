@@ -3,7 +3,8 @@
 `LiveCharts` shows one `alt.JupyterChart` (a 2x2 grid: TTFT histogram, throughput per variant, cache
 outcomes over time, token timeline). Each `update(frame)` re-aggregates in polars, so what crosses to the
 browser is a few dozen rows (histogram bins, medians, shares), never the raw samples; updates are rate-limited
-(default 2 per second, trailing update guaranteed) and skipped when the aggregate did not change.
+(at most 2 per second, and never more than ~10% of a core: the gap grows with what an update costs; the last
+state of a burst is always sent) and skipped when the aggregate did not change.
 
 One grid in one widget, rather than four widgets, because offline mode embeds the ~0.9 MB vega bundle in
 each JupyterChart's state: one copy per LiveCharts keeps saved notebooks small. Offline mode is on by default
@@ -79,6 +80,7 @@ class LiveCharts:
         self._last_sent = float("-inf")
         self._last_key = ""
         self._timer: threading.Timer | None = None
+        self._cost_s = 0.0  # seconds the last update took (compose + serialise + send)
         self.updates_sent = 0
         self.bytes_sent = 0
         if offline:
@@ -121,7 +123,8 @@ class LiveCharts:
 
     @staticmethod
     def _key(chart: Any) -> str:
-        return json.dumps(chart.to_dict(), sort_keys=True, default=str)
+        # The widget validates when it serialises; validating twice per update would double the cost.
+        return json.dumps(chart.to_dict(validate=False), sort_keys=True, default=str)
 
     # ---- updating ----
 
@@ -136,7 +139,9 @@ class LiveCharts:
             self._frame = results_frame
             if chunks_frame is not None:
                 self._chunks = chunks_frame
-            wait = self._last_sent + self.min_gap_s - time.monotonic()
+            # Never spend more than ~10% of a core on charts: the run being measured shares this process.
+            gap = max(self.min_gap_s, 10.0 * self._cost_s)
+            wait = self._last_sent + gap - time.monotonic()
             if wait > 0 and not force:
                 if self._timer is None:
                     # Trailing edge: the last state of a burst is always shown.
@@ -155,16 +160,18 @@ class LiveCharts:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._last_sent = time.monotonic()
+        started = time.monotonic()
+        self._last_sent = started
         chart = self._compose()
         key = self._key(chart)
-        if key == self._last_key:
-            return False
-        self._current, self._last_key = chart, key
-        self.widget.chart = chart
-        self.updates_sent += 1
-        self.bytes_sent += len(key)
-        return True
+        changed = key != self._last_key
+        if changed:
+            self._current, self._last_key = chart, key
+            self.widget.chart = chart
+            self.updates_sent += 1
+            self.bytes_sent += len(key)
+        self._cost_s = time.monotonic() - started
+        return changed
 
     def close(self) -> None:
         with self._lock:

@@ -7,9 +7,18 @@ Why it is built this way (measured with ipykernel 7 / ipywidgets 8 / JupyterLab 
   dropped and the notebook freezes. So, with `coalesce_ui` on, updates leave at most `rate_hz` times a
   second (the first at once), and with `incremental_render` on, only the new text crosses the wire as
   custom messages while streaming.
-* Custom messages are not saved in the notebook, so every end of a stream (finish, fail, cancel) sends
-  one full sync of the synced traits `_texts` (lane -> text) and `_lanes` (lane metrics). That is the
-  guaranteed trailing flush: whatever is still buffered is in it.
+* Custom messages are not saved in the notebook, but the front end's model state is (JupyterLab saves
+  the attributes of its widget models, not the kernel's traits). So when a front end has announced
+  itself (`hello` from stream_view.js), an end (finish, fail, cancel) in delta mode is one small custom
+  `end` message: the buffered tail, the final figures, and the final text's UTF-16 length + CRC-32. The
+  front end, which applied every delta, checks its text against it, stores text and figures in its
+  model's `_texts` / `_lanes` itself (so the saved notebook holds the exact text) and answers `ack`; the
+  kernel then records the same values in its traits without echoing them. The text crosses the wire once.
+  On a failed check the front end asks for a snapshot (which carries the check again); when no ack comes
+  within `ack_grace_s` (front end gone, kernel busy), the kernel sends the full sync after all.
+* With no front end known (nbclient, a script, a view not shown yet), an end is one full sync of `_texts`
+  (lane -> text) and `_lanes` (lane metrics), as nbclient saves widget state from kernel messages only.
+  Either way the end is the guaranteed trailing flush: whatever is still buffered is in it.
 * Between pushes, a buffered tail is flushed by a `loop.call_later` timer when the pushing code runs on
   an asyncio loop (a kernel task, `aconsume`); a blocking loop on a thread without a running event loop
   gets its tail on the next push or at the end (finish/fail/cancel), never later than that.
@@ -25,7 +34,6 @@ arriving before a view exists are not lost; a delta whose offset does not match 
 from __future__ import annotations
 
 import asyncio
-import html
 import threading
 import time
 import uuid
@@ -40,7 +48,16 @@ import traitlets
 from workbench._exceptions import CancelledError as WorkbenchCancelled
 from workbench._types import DoneEvent, Request, StreamEvent, StreamResult, TextDelta, UsageEvent
 from workbench.optimizations import Optimizations
-from workbench.widgets._lane import LaneState, StaticView, live_meta, status_line
+from workbench.widgets._lane import (
+    LaneState,
+    PendingEnd,
+    StaticView,
+    fingerprint,
+    live_meta,
+    render_static,
+    replace_meta,
+    utf16_len,
+)
 
 __all__ = ["StaticView", "StreamView"]
 
@@ -76,12 +93,18 @@ class StreamView(anywidget.AnyWidget):
         incremental_render: bool | None = None,
         rate_hz: float = 30.0,
         max_naive_updates: int | None = DEFAULT_MAX_NAIVE_UPDATES,
+        ack_grace_s: float = 1.0,
         clock: Callable[[], int] = time.perf_counter_ns,
         **kwargs: Any,
     ) -> None:
-        """`coalesce_ui` / `incremental_render` default to on, or to `optimizations`' values when given."""
+        """`coalesce_ui` / `incremental_render` default to on, or to `optimizations`' values when given.
+
+        `ack_grace_s`: how long a live front end has to confirm an end before the full sync goes anyway.
+        """
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
+        if ack_grace_s < 0:
+            raise ValueError(f"ack_grace_s must be >= 0, got {ack_grace_s!r}")
         names = list(lanes)
         if not names or len(set(names)) != len(names):
             raise ValueError(f"lanes must be distinct names, got {names!r}")
@@ -102,8 +125,16 @@ class StreamView(anywidget.AnyWidget):
             self.incremental_render = incremental_render
         self.rate_hz = float(rate_hz)
         self.max_naive_updates = max_naive_updates
+        self.ack_grace_s = float(ack_grace_s)
+        # Set by the first message from a front end (stream_view.js says `hello` when its model starts);
+        # the loop is the one that message arrived on (the kernel's), which times the grace for acks.
+        self._frontend_seen = False
+        self._frontend_loop: asyncio.AbstractEventLoop | None = None
+        self._pending_ends: dict[str, PendingEnd] = {}
         #: Messages this widget sent while streaming (custom + state), for the curious and the tests.
         self.flushes = 0
+        #: Full syncs sent because a front end did not confirm an end within `ack_grace_s`.
+        self.fallback_syncs = 0
         # Initial state goes into the comm_open message itself, not into updates right after it.
         super().__init__(
             _uid=uuid.uuid4().hex,
@@ -241,7 +272,7 @@ class StreamView(anywidget.AnyWidget):
         with self._lock:
             ln = self._lane(lane)
             if result is not None:
-                self._take_result(ln, result)
+                ln.take_result(result)
                 ln.status = {"ok": "done"}.get(result.status, result.status)
             else:
                 ln.status = "done"
@@ -253,7 +284,7 @@ class StreamView(anywidget.AnyWidget):
             ln = self._lane(lane)
             partial = getattr(error, "result", None)
             if isinstance(partial, StreamResult):
-                self._take_result(ln, partial)
+                ln.take_result(partial)
             if isinstance(error, BaseException):
                 kind = getattr(error, "kind", type(error).__name__)
                 ln.error = f"{kind}: {error}"
@@ -321,23 +352,8 @@ class StreamView(anywidget.AnyWidget):
 
     def static(self) -> StaticView:
         """Final texts + figures as Markdown/HTML for exported notebooks (the widget needs a live kernel)."""
-        md: list[str] = []
-        cells: list[str] = []
         with self._lock:
-            for ln in self._state.values():
-                line = status_line(ln.meta(self._mode(ln)))
-                md.append(f"**{ln.name}** — {line}\n\n```text\n{ln.text}\n```\n")
-                cells.append(
-                    f'<div class="wb-sv-lane"><div class="wb-sv-head"><b>{html.escape(ln.name)}</b> '
-                    f"<span>{html.escape(line)}</span></div>"
-                    f'<pre class="wb-sv-text" style="white-space:pre-wrap">{html.escape(ln.text)}</pre></div>'
-                )
-        body = "".join(cells)
-        return StaticView(
-            "\n".join(md),
-            f'<div class="wb-sv" style="display:grid;grid-template-columns:repeat({len(cells)},1fr);'
-            f'gap:8px">{body}</div>',
-        )
+            return render_static([(ln, ln.meta(self._mode(ln))) for ln in self._state.values()])
 
     def show(self) -> Any:
         """Display the widget with a display id; `freeze()` later swaps it for the static fallback."""
@@ -420,11 +436,12 @@ class StreamView(anywidget.AnyWidget):
                 ln.pending.clear()
                 lanes[ln.name] = {
                     "seq": ln.seq,
-                    "at": ln.sent,
+                    "at": ln.sent16,
                     "s": delta,
                     "m": live_meta(ln),
                 }
                 ln.sent += len(delta)
+                ln.sent16 += utf16_len(delta)
                 ln.dirty = False
             self._send_custom({"t": "d", "lanes": lanes})
         else:
@@ -440,36 +457,97 @@ class StreamView(anywidget.AnyWidget):
             for ln in self._state.values():
                 if ln.status != "streaming" or self._mode(ln) == "state":
                     texts[ln.name] = ln.text
+                elif ln.name in self._pending_ends:  # restarted before the ack: the previous final text
+                    texts[ln.name] = self._pending_ends[ln.name].text
             self._texts = texts
             self._lanes = [ln.meta(self._mode(ln)) for ln in self._state.values()]
+        # This sync carried every pending end's final values to both sides: nothing is left to confirm
+        # (so an ack that comes later must not record anything: the sync may have moved on since).
+        for p in self._pending_ends.values():
+            p.cancel()
+        self._pending_ends.clear()
 
     def _end(self, ln: LaneState) -> None:
-        ln.pending.clear()
-        ln.sent = ln.length
-        ln.dirty = False
         ln.stream = None
         ln.version += 1
+        loop = self._grace_loop() if self._mode(ln) == "delta" else None
+        if loop is not None:
+            self._send_end(ln, loop)
+        else:
+            ln.pending.clear()
+            ln.sent, ln.sent16 = ln.length, utf16_len(ln.text)
+            ln.dirty = False
+            self._sync_all()
         if not any(o.dirty for o in self._state.values()):
             self._cancel_timer()
-        self._sync_all()
 
-    def _take_result(self, ln: LaneState, result: StreamResult) -> None:
-        # The result's text is authoritative (a cache replay may not have streamed through push()).
-        if result.text != ln.text:
-            ln.parts[:] = [result.text]
-            ln.length = len(result.text)
-        m = result.metrics
-        ln.ttft_ms = m.ttft_ms if m.ttft_ms is not None else ln.ttft_ms
-        ln.tokens_per_s = m.tokens_per_s if m.tokens_per_s is not None else ln.tokens_per_s
-        ln.e2e_ms = m.e2e_ms
-        if m.output_tokens:
-            ln.usage_tokens = m.output_tokens
-        ln.cache = result.cache
-        ln.model = result.request.model
-        ln.request_id = result.request_id
-        ln.finish_reason = result.finish_reason or ln.finish_reason
-        if result.error:
-            ln.error = f"{result.error_kind or 'error'}: {result.error}"
+    def _grace_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop that times an end's ack; None when no live front end is known or nothing can time it."""
+        if not self._frontend_seen or self.comm is None:
+            return None
+        # The kernel's loop first: acks arrive there, and it outlives a worker thread's own loop.
+        loop = self._frontend_loop
+        if loop is not None and loop.is_running():
+            return loop
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
+    def _send_end(self, ln: LaneState, loop: asyncio.AbstractEventLoop) -> None:
+        """End a delta lane on a live front end: tail + final figures + check, in one custom message."""
+        text = ln.text
+        n16, crc = fingerprint(text)
+        at, tail = ln.sent16, text[ln.sent :]
+        meta = ln.meta("delta")
+        ln.pending.clear()
+        ln.sent, ln.sent16 = ln.length, n16
+        ln.dirty = False
+        old = self._pending_ends.pop(ln.name, None)
+        if old is not None:
+            old.cancel()
+        p = PendingEnd(ln.name, ln.seq, n16, crc, text, meta)
+        self._pending_ends[ln.name] = p  # before sending: a front end may answer before send() returns
+        msg = {"t": "end", "lane": ln.name, "seq": ln.seq, "at": at, "s": tail, "n": n16, "h": crc}
+        self._send_custom({**msg, "meta": meta})
+        self._arm_grace(loop, p)
+
+    def _arm_grace(self, loop: asyncio.AbstractEventLoop, p: PendingEnd) -> None:
+        def arm() -> None:
+            with self._lock:
+                if self._pending_ends.get(p.lane) is p and p.handle is None:
+                    p.handle = loop.call_later(self.ack_grace_s, self._on_grace, p)
+
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            arm()
+        else:  # ended on another thread: the timer must live on the kernel's loop
+            loop.call_soon_threadsafe(arm)
+
+    def _on_grace(self, p: PendingEnd) -> None:
+        with self._lock:
+            if self._pending_ends.get(p.lane) is not p or self.comm is None:
+                return
+            p.handle = None
+            self.fallback_syncs += 1
+            self._sync_all()
+
+    def _on_ack(self, content: dict[str, Any]) -> None:
+        p = self._pending_ends.get(content.get("lane", ""))
+        if p is None or content.get("seq") != p.seq or content.get("h") != p.crc:
+            return  # a second view's ack, or one for an end a full sync already settled
+        del self._pending_ends[p.lane]
+        p.cancel()
+        # The front end stored these values in its model itself; record them here without echoing them
+        # back (ipywidgets' property lock is how it takes a front end's `update` without an echo, too).
+        texts = {**self._texts, p.lane: p.text}
+        lanes = replace_meta(list(self._lanes), p.meta)
+        with self._lock_property(_texts=texts, _lanes=lanes):
+            self._texts = texts
+            self._lanes = lanes
 
     def _send_custom(self, content: dict[str, Any]) -> None:
         self.send(content)
@@ -497,7 +575,7 @@ class StreamView(anywidget.AnyWidget):
             if self._state[name].status == "streaming":
                 if res is not None and res.status == "cancelled":
                     self._state[name].status = "cancelled"
-                    self._take_result(self._state[name], res)
+                    self._state[name].take_result(res)
                     self._end(self._state[name])
                 else:
                     self.finish(name, res)
@@ -512,22 +590,38 @@ class StreamView(anywidget.AnyWidget):
                     self.fail(name, exc)
 
     def _on_front_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        # The front end asks for a snapshot when a delta's offset shows it missed one (a view that
-        # attached late, a dropped message). Sending the text so far puts it back in step.
-        if isinstance(content, dict) and content.get("t") == "resync":
-            with self._lock:
-                name = content.get("lane")
-                if name in self._state:
-                    ln = self._state[name]
-                    ln.pending.clear()
-                    ln.sent = ln.length
-                    ln.dirty = False
-                    self._send_custom(
-                        {
-                            "t": "snap",
-                            "lane": name,
-                            "seq": ln.seq,
-                            "text": ln.text,
-                            "meta": ln.meta(self._mode(ln)),
-                        }
-                    )
+        if not isinstance(content, dict) or content.get("t") not in ("hello", "ack", "resync"):
+            return
+        with self._lock:
+            self._frontend_seen = True
+            try:
+                self._frontend_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            if content["t"] == "ack":
+                self._on_ack(content)
+            elif content["t"] == "resync":
+                self._on_resync(content.get("lane"))
+
+    def _on_resync(self, name: Any) -> None:
+        # The front end asks for a snapshot when a delta's offset, or an end's check, shows it missed
+        # something (a view that attached late, a dropped message). The text so far puts it back in step;
+        # for an end still waiting for its ack, the snapshot carries the check so the front end can ack.
+        if name not in self._state:
+            return
+        ln = self._state[name]
+        text = ln.text
+        ln.pending.clear()
+        ln.sent, ln.sent16 = ln.length, utf16_len(text)
+        ln.dirty = False
+        snap: dict[str, Any] = {
+            "t": "snap",
+            "lane": name,
+            "seq": ln.seq,
+            "text": text,
+            "meta": ln.meta(self._mode(ln)),
+        }
+        p = self._pending_ends.get(name)
+        if ln.status != "streaming" and p is not None and p.seq == ln.seq:
+            snap["meta"], snap["n"], snap["h"] = p.meta, p.n16, p.crc
+        self._send_custom(snap)
