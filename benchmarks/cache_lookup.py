@@ -1,7 +1,8 @@
 """Cache lookup speed: exact-key lookups, semantic index lookups (brute force and HNSW), embedders, threads.
 
-One command: `.venv/bin/python benchmarks/cache_lookup.py` (``--max-n 100000`` skips the 1M case, which builds
-a 1M-entry HNSW graph and takes a few minutes on 2 cores; ``--quick`` for a smoke run).
+One command: `.venv/bin/python benchmarks/cache_lookup.py`. The 1M step builds a 1M-entry HNSW graph: 684 s
+on this 2-core machine shared with other jobs (the whole run ~16 min); ``--max-n 100000`` stops at 100k
+(~4 min), ``--quick`` is a smoke run.
 
 Every figure is printed next to a baseline measured in the same run (the machine is shared: read ratios):
 - exact: `request_key` + `ExactTier.get` for a ~1k-character conversation, vs ``json.dumps(sort_keys)`` +

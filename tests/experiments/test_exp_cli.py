@@ -70,3 +70,8 @@ def test_bench_sweep_writes_one_result_per_level(tmp_path: Path, capsys: pytest.
 def test_bad_arguments_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_cli.main(["--variants", "baseline,nonsense", "--no-progress"]) == 2
     assert "unknown optimization" in capsys.readouterr().err
+
+
+def test_named_variants_allow_an_aa_run() -> None:
+    vs = bench_cli._variants("A:baseline, B:baseline,all")
+    assert list(vs) == ["A", "B", "all"] and vs["A"] == vs["B"] == Optimizations()

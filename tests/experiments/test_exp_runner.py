@@ -58,6 +58,7 @@ def test_client_queue_is_reported_and_kept_out_of_ttft() -> None:
     # ... but it is in the send lag against the schedule, and in TTFT counted from the schedule
     assert (f["sent_lag_ms"] >= f["client_queue_ms"]).all()
     assert f["ttft_from_schedule_ms"].quantile(0.99) > f["ttft_ms"].quantile(0.99) + 40  # type: ignore[operator]
+    assert any("cap of 2 in flight was full" in w for w in run.warnings), run.warnings
 
 
 def test_warmup_requests_run_first_are_marked_and_excluded(fast_sim: Simulator) -> None:
@@ -133,7 +134,7 @@ async def test_acompare_with_asyncio_stop_event(fast_sim: Simulator) -> None:
 
 def test_warns_when_more_in_flight_than_the_pool_has_connections() -> None:
     from workbench.experiments import Concurrency
-    from workbench.experiments.runner import _pool_warning
+    from workbench.experiments._checks import pool_warning as _pool_warning
 
     assert _pool_warning(Concurrency(8), {"a": POOLED}) is None
     msg = _pool_warning(Concurrency(256), {"a": POOLED, "b": Optimizations()})

@@ -122,3 +122,11 @@ def test_paired_comparison_recovers_a_per_prompt_factor_despite_prompt_spread() 
     assert row["verdict"].startswith("faster by 1.")
     unpaired = comparisons(f, metrics=["ttft_ms"], stats=["median"]).row(0, named=True)
     assert unpaired["ci_hi"] - unpaired["ci_lo"] > 5 * (row["ci_hi"] - row["ci_lo"])
+
+
+def test_tail_verdicts_need_enough_samples() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.lognormal(np.log(100), 0.2, 80), rng.lognormal(np.log(100), 0.2, 80)
+    b[-1] = 1e4  # one outlier would decide a p99 "verdict" on 80 samples
+    row = comparisons(_frame(a, b), metrics=["ttft_ms"], stats=["p99"]).row(0, named=True)
+    assert row["verdict"].startswith("too few samples for a p99 verdict") and not row["significant"]

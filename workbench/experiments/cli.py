@@ -48,6 +48,17 @@ def parse_variant(spec: str) -> Optimizations:
     return Optimizations(**changes)
 
 
+def _variants(spec: str) -> dict[str, Optimizations]:
+    """`baseline,all`, or named `A:baseline,B:baseline` (names let an A/A run use one spec twice)."""
+    out: dict[str, Optimizations] = {}
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        name, _, body = item.rpartition(":")
+        out[name or body] = parse_variant(body)
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbench bench", description=__doc__.split("\n\n")[0])
     g = p.add_argument_group("server")
@@ -217,11 +228,7 @@ def main(argv: list[str]) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    variants = (
-        ablation_variants()
-        if args.ablation
-        else {name.strip(): parse_variant(name) for name in args.variants.split(",") if name.strip()}
-    )
+    variants = ablation_variants() if args.ablation else _variants(args.variants)
     workload = _workload(args)
     slo = _slo(args.slo)
     arrivals = parse_sweep(args.sweep).arrivals() if args.sweep else [parse_arrival(args.arrival)]

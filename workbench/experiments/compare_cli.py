@@ -51,7 +51,7 @@ def compare_runs(
         frame = pl.concat([fa, fb], how="diagonal_relaxed")
         cfg = {**a.config, "baseline": f"{label_a}:{va}"}
         run = RunResult(frame=frame, config=cfg, meta=b.meta)
-        merged.append((f"{va}", run))
+        merged.append((va if va == vb else f"{va} (A) → {vb} (B)", run))
         tables.append(comparisons(frame, baseline=f"{label_a}:{va}", metrics=list(metrics)))
     return pl.concat(tables) if tables else pl.DataFrame(), merged
 

@@ -135,12 +135,16 @@ def before_after(run: RunResult, before: str | None = None, after: str | None = 
             va = cache_meta.get(a, {}).get("lookup_us_p50", math.nan)
         verdict = ""
         if metric is not None and a != b:
+            from workbench.experiments.stats import min_samples
             from workbench.experiments.stats import verdict as say
 
             xb, xa = _col(metric)(fb), _col(metric)(fa)
             num, den = (xa, xb) if metric in HIGHER_IS_BETTER else (xb, xa)
             f, lo, hi = ratio_ci(num, den, stat=stat, seed=int(run.config.get("seed", 0)))  # type: ignore[arg-type]
             verdict = say(f, lo, hi, higher_is_better=metric in HIGHER_IS_BETTER)
+            n, need = min(xa.len(), xb.len()), min_samples(stat)
+            if n < need:
+                verdict = f"too few samples for a {stat} verdict (n={n}, need {need})"
         rows.append(
             {
                 "metric": label,

@@ -23,6 +23,7 @@ import polars as pl
 
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import Monitor
 from workbench.experiments.arrivals import (
     Arrival,
@@ -373,7 +374,7 @@ async def acompare(
             await watcher
         if bar is not None:
             bar.close()
-        cache_stats = _cache_stats(clients)
+        caches = cache_stats(clients)
         await _close_clients(clients)
     wall_s = (time.perf_counter_ns() - wall0) / 1e9
     order = {r.id: i for i, r in enumerate(requests)}
@@ -387,9 +388,12 @@ async def acompare(
     warnings = []
     if run.unexpected:
         warnings.append(f"{len(run.unexpected)} request(s) failed unexpectedly, first: {run.unexpected[0]}")
-    pool_warning = _pool_warning(arr, named)
-    if pool_warning:
-        warnings.append(pool_warning)
+    shortfall = rate_warning(arr, frame)
+    if shortfall:
+        warnings.append(shortfall)
+    pool = pool_warning(arr, named)
+    if pool:
+        warnings.append(pool)
     if run.stopping and stop is not None and stop.is_set():
         warnings.append(f"stopped early: {len(results)} of {len(slots)} requests ran")
     config = {
@@ -420,52 +424,10 @@ async def acompare(
         "rss_start_bytes": monitor.rss_start,
         "rss_end_bytes": monitor.rss_end,
         "warnings": warnings,
-        "cache": cache_stats,
+        "cache": caches,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return RunResult(frame=frame, config=config, meta=meta, results=results)
-
-
-def _pool_warning(arrival: Arrival, variants: Mapping[str, Optimizations]) -> str | None:
-    """More requests in flight than the client's HTTP/1.1 connection limit: the excess waits inside httpx for
-    a connection after the send stamp, so that wait lands in TTFT instead of in `client_queue_ms`."""
-    in_flight = arrival.n if isinstance(arrival, Concurrency) else getattr(arrival, "max_concurrency", 1)
-    try:
-        from workbench.client._shared import pool_limits
-
-        limit = pool_limits().max_connections
-    except (ImportError, AttributeError):
-        return None
-    if limit is None or in_flight <= limit:
-        return None
-    affected = [name for name, opt in variants.items() if opt.connection_pool and not opt.http2]
-    if not affected:
-        return None
-    return (
-        f"{in_flight} requests may be in flight but the pooled HTTP/1.1 client opens at most {limit} "
-        f"connections ({', '.join(affected)}): the excess waits for a connection inside TTFT; "
-        f"use a cap <= {limit} (e.g. rate=R,cap={limit}) to see that wait as client_queue_ms"
-    )
-
-
-def _cache_stats(clients: Mapping[str, Any]) -> dict[str, dict[str, float]]:
-    """Per variant: cache lookups and lookup latency (µs) from the cache's own event log, when it has one."""
-    out: dict[str, dict[str, float]] = {}
-    for name, client in clients.items():
-        events = getattr(getattr(client, "cache", None), "events_frame", None)
-        if events is None:
-            continue
-        ev = events()
-        if ev.height == 0:
-            continue
-        us = ev.get_column("lookup_us")
-        out[name] = {
-            "lookups": float(ev.height),
-            "hits": float(ev.get_column("kind").is_in(["exact", "semantic"]).sum()),
-            "lookup_us_p50": float(us.quantile(0.5) or 0.0),
-            "lookup_us_p99": float(us.quantile(0.99) or 0.0),
-        }
-    return out
 
 
 async def _close_clients(clients: Mapping[str, Any]) -> None:

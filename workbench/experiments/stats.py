@@ -23,6 +23,7 @@ __all__ = [
     "client_warnings",
     "comparisons",
     "goodput",
+    "min_samples",
     "paired_comparisons",
     "summary_with_ci",
     "verdict",
@@ -58,6 +59,23 @@ def _measured(frame: pl.DataFrame) -> pl.DataFrame:
 def _values(frame: pl.DataFrame, variant: str, metric: str) -> np.ndarray:
     col = frame.filter(pl.col("variant") == variant).get_column(metric).cast(pl.Float64).drop_nulls()
     return col.to_numpy()
+
+
+_TAIL = {"p90": 0.90, "p95": 0.95, "p99": 0.99, "max": 1.0}
+
+
+def min_samples(stat: str) -> int:
+    """Fewest samples per side for a verdict on `stat`: at least two values beyond the quantile.
+
+    The bootstrap cannot estimate a tail it has (almost) no points in: with 84 samples the "p99" is the
+    largest value, and one outlier decides the verdict (an A/A run then finds a difference).
+    """
+    q = _TAIL.get(stat)
+    if q is None:
+        return 2
+    if q >= 1.0:
+        return 10**9
+    return math.ceil(2 / (1 - q) - 1e-9)
 
 
 def comparisons(
@@ -100,6 +118,11 @@ def comparisons(
                     factor, lo, hi = ratio_ci(b, a, stat=st, level=level, n_boot=n_boot, seed=seed)
                 else:
                     factor, lo, hi = ratio_ci(a, b, stat=st, level=level, n_boot=n_boot, seed=seed)
+                need = min_samples(stat)
+                enough = min(a.size, b.size) >= need
+                words = verdict(factor, lo, hi, higher_is_better=hib, level=level)
+                if not enough:
+                    words = f"too few samples for a {stat} verdict (n={min(a.size, b.size)}, need {need})"
                 rows.append(
                     {
                         "baseline": base,
@@ -111,8 +134,8 @@ def comparisons(
                         "factor": factor,
                         "ci_lo": lo,
                         "ci_hi": hi,
-                        "significant": bool(math.isfinite(lo) and (lo > 1.0 or hi < 1.0)),
-                        "verdict": verdict(factor, lo, hi, higher_is_better=hib, level=level),
+                        "significant": enough and bool(math.isfinite(lo) and (lo > 1.0 or hi < 1.0)),
+                        "verdict": words,
                     }
                 )
     return pl.DataFrame(rows, schema=_CMP_SCHEMA)

@@ -29,6 +29,7 @@ Why it is built this way (measured with ipykernel 7 / ipywidgets 8 / JupyterLab 
 
 The front end (stream_view.js) keeps each lane's live text in the model's `initialize` hook, so deltas
 arriving before a view exists are not lost; a delta whose offset does not match asks for a snapshot.
+Offsets and lengths are UTF-16 code units, what a JS string counts (an emoji is 2 of them).
 """
 
 from __future__ import annotations
