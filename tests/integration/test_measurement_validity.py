@@ -33,7 +33,6 @@ TOLERANCE_MS = 2.0
 # starvation from elsewhere on a 2-core machine can delay a whole batch of reads. A client that stamps
 # wrongly fails every attempt.
 ATTEMPTS = 5
-CONTROL_MARGIN_MS = 1.0
 
 PROFILE = Profile(
     seed=7,
@@ -119,9 +118,9 @@ def _bare_request(protocol: str, req: Request) -> tuple[str, dict[str, object]]:
 
 
 def _check(sim: Simulator, attempt: Callable[[], list[StreamResult]], control: Callable[[], np.ndarray]) -> None:
-    """Pass when the client is within 2 ms of ground truth at p99; or, on a machine so busy that even a bare
-    httpx reader in the same process is later than that, when the client adds at most CONTROL_MARGIN_MS
-    on top of the bare reader's p99 (what asyncio + httpx + this machine deliver, measured right after)."""
+    """Pass when the client is within 2 ms of ground truth at p99 (per chunk and for TTFT) in one of
+    ATTEMPTS runs. A failing attempt also measures a bare httpx reader in the same process, reported in the
+    failure message so a reader can tell a mis-stamping client from a starved machine; it never relaxes the bar."""
     notes = []
     for _ in range(ATTEMPTS):
         p99, ttft_p99, note = _judge(sim, attempt())
@@ -130,8 +129,6 @@ def _check(sim: Simulator, attempt: Callable[[], list[StreamResult]], control: C
         floor = control()
         floor_p99 = float(np.percentile(floor, 99))
         note += f"; bare httpx reader p50/p99 = {np.percentile(floor, 50):.2f}/{floor_p99:.2f} ms"
-        if floor_p99 > TOLERANCE_MS and max(p99, ttft_p99) <= floor_p99 + CONTROL_MARGIN_MS:
-            return
         notes.append(note)
     load = os.getloadavg()[0]
     cores = os.cpu_count() or 1

@@ -92,10 +92,14 @@ class RunResult:
     ) -> pl.DataFrame:
         """Per variant and metric: count, mean, p50, p90, p95, p99, max (+ bootstrap CI bounds when `ci`)."""
         if ci:
-            return summary_with_ci(self.frame, metrics=metrics, level=level)
-        from workbench.metrics.stats import summarize
+            out = summary_with_ci(self.frame, metrics=metrics, level=level)
+        else:
+            from workbench.metrics.stats import summarize
 
-        return summarize(self.frame, by="variant", metrics=[m for m in metrics if m in self.frame.columns])
+            out = summarize(self.frame, by="variant", metrics=[m for m in metrics if m in self.frame.columns])
+        order = {v: i for i, v in enumerate(self.variants)}
+        # stable sort: metrics keep their order within a variant
+        return out.sort(pl.col("variant").replace_strict(order, default=len(order)), maintain_order=True)
 
     def comparisons(
         self,

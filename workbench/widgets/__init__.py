@@ -5,4 +5,12 @@ from workbench.widgets.live_charts import LiveCharts
 from workbench.widgets.panel import PRESETS, OptimizationPanel
 from workbench.widgets.stream_view import StaticView, StreamView
 
-__all__ = ["PRESETS", "Dashboard", "LiveCharts", "OptimizationPanel", "SecretField", "StaticView", "StreamView"]
+__all__ = [
+    "PRESETS",
+    "Dashboard",
+    "LiveCharts",
+    "OptimizationPanel",
+    "SecretField",
+    "StaticView",
+    "StreamView",
+]
