@@ -383,14 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     bench_early_exit(dim, 20_000 if args.quick else 100_000)
     bench_embedders(500 if args.quick else 5000)
     bench_threads(dim, 10_000, 50 if args.quick else 300)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print("  (threadpoolctl not installed: BLAS-threads=1 variant not measured)")
-    else:
-        with threadpool_limits(limits=1, user_api="blas"):
-            print("  -- again with BLAS limited to 1 thread (threadpoolctl) --")
-            bench_threads(dim, 10_000, 50 if args.quick else 300)
     print(
         f"\n{sum(ok for _, ok in RESULTS)} of {len(RESULTS)} targets met "
         f"({', '.join(n for n, ok in RESULTS if not ok) or 'none missed'}); {time.perf_counter() - t0:.0f} s"
