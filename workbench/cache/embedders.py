@@ -3,10 +3,11 @@
 Three kinds behind one `Embedder` protocol (``name``, ``dim``, ``embed(texts) -> (n, dim) float32``):
 
 - `StaticEmbedder` (the default): a static, model2vec-style token table distilled once from all-MiniLM-L6-v2
-  by `workbench.cache._distill` (PCA to 256 dims, Zipf/SIF token weights, int8 rows; a 6.8 MB file in
-  ``data/embeddings/``). Embedding a text is WordPiece tokenisation, a gather and a weighted mean: no torch,
-  no network, tens of microseconds per short prompt. It is a bag of words, so it is weaker than MiniLM on
-  word-order and negation traps; `workbench.cache.audit` measures how much (see the module docstring there).
+  by `workbench.cache._distill` (PCA to 256 dims, Zipf/SIF token weights, int8 rows; a 6.8 MB file
+  in ``workbench/cache/_data/``). Embedding a text is WordPiece tokenisation, a gather and a weighted
+  mean: no torch, no network, tens of microseconds per short prompt. It is a bag of words, so it is
+  weaker than MiniLM on word-order and negation traps; `workbench.cache.audit` measures how much (see
+  the module docstring there).
   The WordPiece tokenizer is written here in pure Python (about 60 lines, checked token-for-token against
   Hugging Face ``tokenizers`` in the tests) so the core package does not depend on ``tokenizers`` and
   ``huggingface_hub``; words are memoised, so repeated vocabulary costs a dict lookup.
@@ -51,13 +52,9 @@ __all__ = [
 Vectors = npt.NDArray[np.float32]
 
 _TABLE = "minilm_static_256.npz"
-# The distilled table: next to this module when installed as package data, else the repository's
-# data/embeddings/ (a source checkout). WORKBENCH_EMBEDDINGS overrides both.
-_CANDIDATES = (
-    Path(__file__).resolve().parent / "_data" / _TABLE,
-    Path(__file__).resolve().parents[2] / "data" / "embeddings" / _TABLE,
-)
-DEFAULT_STATIC_PATH = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[-1])
+# The distilled table ships as package data next to this module, so wheels carry it too.
+# WORKBENCH_EMBEDDINGS overrides it.
+DEFAULT_STATIC_PATH = Path(__file__).resolve().parent / "_data" / _TABLE
 
 
 @runtime_checkable

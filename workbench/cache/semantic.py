@@ -9,7 +9,8 @@ request but the last user turn), so a prompt can only match prompts asked of the
 the same parameters and history: the same text in another partition never matches. A lookup in a partition
 with no entries returns at once, without embedding the text.
 
-Lookups take no lock (indices publish immutable snapshots); `add` and `remove` serialise on one lock.
+Lookups take no tier lock (brute-force indices publish immutable snapshots; an HNSW index serialises
+searches on its own lock); `add` and `remove` serialise on the tier's lock.
 """
 
 from __future__ import annotations
