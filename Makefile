@@ -15,6 +15,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 demo: $(VENV)/.installed
 	$(BIN)/workbench demo
+	@echo
+	@echo "== running notebooks/01_quickstart.ipynb headless and exporting an offline HTML report"
+	$(BIN)/workbench report notebooks/01_quickstart.ipynb -o data/results/01_quickstart.html
+	@echo
+	@echo "Report: data/results/01_quickstart.html (opens offline in any browser)."
+	@echo "Open the notebooks live in JupyterLab with:  make lab"
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check workbench tests benchmarks

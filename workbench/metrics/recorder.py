@@ -9,12 +9,14 @@ hits and live responses are measured one way.
 from __future__ import annotations
 
 import itertools
+import operator
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from workbench._types import (
     ChunkRecord,
+    ChunkStamps,
     DoneEvent,
     Metrics,
     ProtocolName,
@@ -48,10 +50,33 @@ def compute_metrics(
     bytes_received: int,
 ) -> Metrics:
     """Metrics from raw stamps. Only chunks that carry text count as tokens (never role-only or usage)."""
-    token_ns = [c.t_ns for c in chunks if c.text]
+    return _metrics(
+        sent_ns=sent_ns,
+        first_byte_ns=first_byte_ns,
+        end_ns=end_ns,
+        token_ns=[c.t_ns for c in chunks if c.text],
+        usage=usage,
+        connect_ms=connect_ms,
+        connection_reused=connection_reused,
+        bytes_received=bytes_received,
+    )
+
+
+def _metrics(
+    *,
+    sent_ns: int,
+    first_byte_ns: int | None,
+    end_ns: int,
+    token_ns: list[int],
+    usage: Usage | None,
+    connect_ms: float | None,
+    connection_reused: bool | None,
+    bytes_received: int,
+) -> Metrics:
     ttft = _ms(token_ns[0], sent_ns) if token_ns else None
     e2e = _ms(token_ns[-1], sent_ns) if token_ns else None
-    itl = tuple((b - a) / _NS_PER_MS for a, b in itertools.pairwise(token_ns))
+    # map in C, not a generator: one gap per chunk of a long stream; same values as (b - a) / _NS_PER_MS
+    itl = tuple(map(operator.truediv, map(operator.sub, token_ns[1:], token_ns), itertools.repeat(_NS_PER_MS)))
     if usage is not None and usage.completion_tokens is not None:
         out_tokens, source = usage.completion_tokens, "usage"
     else:
@@ -84,10 +109,10 @@ class Recorder:
     """Collects one request's raw stamps. Not thread-safe: one recorder per stream."""
 
     __slots__ = (
-        "_parts",
+        "_t_ns",
+        "_texts",
         "backend",
         "bytes_received",
-        "chunks",
         "connect_ms",
         "connection_reused",
         "finish_reason",
@@ -115,8 +140,9 @@ class Recorder:
         self.optimizations = dict(optimizations or {})
         self.sent_ns = 0
         self.first_byte_ns: int | None = None
-        self.chunks: list[ChunkRecord] = []
-        self._parts: list[str] = []
+        # One chunk = one entry in each flat list (see ChunkStamps: no object per chunk while streaming).
+        self._t_ns: list[int] = []
+        self._texts: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.server: dict[str, Any] = {}
@@ -143,8 +169,8 @@ class Recorder:
     def event(self, ev: StreamEvent) -> None:
         if isinstance(ev, TextDelta):
             if ev.text:
-                self.chunks.append(ChunkRecord(ev.t_ns, ev.text))
-                self._parts.append(ev.text)
+                self._t_ns.append(ev.t_ns)
+                self._texts.append(ev.text)
         elif isinstance(ev, UsageEvent):
             self.usage = ev.usage
         elif isinstance(ev, DoneEvent):
@@ -152,9 +178,31 @@ class Recorder:
                 self.finish_reason = ev.finish_reason
             self.server.update(ev.server)
 
+    def events(self, events: list[StreamEvent]) -> None:
+        """`event` for each of one read's events; the per-chunk path of a fast stream, so kept tight."""
+        t_append, x_append = self._t_ns.append, self._texts.append
+        for ev in events:
+            if type(ev) is TextDelta:
+                text = ev.text
+                if text:
+                    t_append(ev.t_ns)
+                    x_append(text)
+            else:
+                self.event(ev)
+
+    @property
+    def n_chunks(self) -> int:
+        """Text-bearing chunks recorded so far."""
+        return len(self._texts)
+
+    @property
+    def chunks(self) -> list[ChunkRecord]:
+        """The chunks recorded so far, as records (built on each read: use `n_chunks` for a count)."""
+        return ChunkStamps(self._t_ns, self._texts).records()
+
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        return "".join(self._texts)
 
     def finish(
         self,
@@ -164,11 +212,11 @@ class Recorder:
         end_ns: int | None = None,
     ) -> StreamResult:
         end = time.perf_counter_ns() if end_ns is None else end_ns
-        metrics = compute_metrics(
+        metrics = _metrics(
             sent_ns=self.sent_ns,
             first_byte_ns=self.first_byte_ns,
             end_ns=end,
-            chunks=self.chunks,
+            token_ns=self._t_ns,  # only text-bearing chunks are recorded
             usage=self.usage,
             connect_ms=self.connect_ms,
             connection_reused=self.connection_reused,
@@ -184,7 +232,8 @@ class Recorder:
             sent_ns=self.sent_ns,
             first_byte_ns=self.first_byte_ns,
             end_ns=end,
-            chunks=list(self.chunks),
+            # copies: the recorder may be fed again (a retried replay) after this result is handed out
+            chunks=cast("list[ChunkRecord]", ChunkStamps(list(self._t_ns), list(self._texts))),
             finish_reason=self.finish_reason,
             usage=self.usage,
             error=None if error is None else str(error),
