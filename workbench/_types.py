@@ -207,7 +207,7 @@ StreamEvent = TextDelta | UsageEvent | DoneEvent
 
 
 class ChunkRecord(NamedTuple):
-    """One received protocol chunk (SSE event or NDJSON line), stamped on arrival. (NamedTuple: see TextDelta.)"""
+    """One received protocol chunk (SSE event or NDJSON line), stamped on arrival (see TextDelta on why)."""
 
     t_ns: int
     text: str
@@ -301,7 +301,7 @@ class ChunkStamps:
 
 
 class _LazyChunks:
-    """`StreamResult.chunks`: a real list of ChunkRecord to every reader; built from ChunkStamps on first read.
+    """`StreamResult.chunks`: a plain list of ChunkRecord to readers, built from ChunkStamps on first read.
 
     Wraps the slot the dataclass made, so the constructor, assignment, equality, repr, copy and pickle
     (all of which go through the attribute) see a plain list.

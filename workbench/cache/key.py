@@ -56,7 +56,22 @@ KEY_FIELDS: tuple[tuple[str, str], ...] = (
 
 def _plain(value: Any, where: str) -> Any:
     """A JSON-plain copy: mappings -> dict with str keys, sequences -> list, ints/floats/str/bool/None."""
-    if value is None or isinstance(value, bool | str):
+    # Exact-type checks first: the ABC isinstance checks below cost ~0.2 us each, and request_key runs on
+    # every lookup. Subclasses and other containers fall through to the general path (same result).
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        if value.is_integer():
+            return int(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} holds a non-finite number {value!r}", hint="use a finite value")
+        return value
+    if t is dict:
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if t is tuple or t is list:
+        return [_plain(v, where) for v in value]
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
         return value
@@ -86,7 +101,10 @@ def _last_user_index(request: Request) -> int | None:
 def key_dict(
     request: Request, *, namespace: str = "", backend: str = "", partition: bool = False
 ) -> dict[str, Any]:
-    """The normalised dict that is hashed. `partition=True` leaves out the last user turn."""
+    """The normalised dict that is hashed. `partition=True` leaves out the last user turn.
+
+    Its keys are inserted in sorted order, so when no nested mapping can be present (no options, no tools)
+    plain ``orjson.dumps`` gives the same bytes as ``OPT_SORT_KEYS`` (see `_digest`)."""
     messages = [[m.role, m.content] for m in request.messages]
     prompt = request.prompt
     if partition:
@@ -96,38 +114,46 @@ def key_dict(
             idx = _last_user_index(request)
             if idx is not None:
                 del messages[idx]
+    temperature, top_p = request.temperature, request.top_p
     return {
-        "v": KEY_VERSION,
-        "namespace": namespace,
         "backend": backend,
         "endpoint": request.endpoint,
-        "model": request.model,
-        "messages": messages,
-        "prompt": prompt,
-        "tools": _plain(request.tools, "tools"),
-        "temperature": _plain(request.temperature, "temperature"),
-        "top_p": _plain(request.top_p, "top_p"),
-        "seed": request.seed,
-        "max_tokens": request.max_tokens,
-        "stop": list(request.stop),
-        "options": _plain(request.options, "options"),
         "include_usage": request.include_usage,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+        "model": request.model,
+        "namespace": namespace,
+        "options": _plain(request.options, "options") if request.options else {},
         "partition": partition,
+        "prompt": prompt,
+        "seed": request.seed,
+        "stop": list(request.stop),
+        "temperature": temperature if temperature is None else _plain(temperature, "temperature"),
+        "tools": _plain(request.tools, "tools") if request.tools else [],
+        "top_p": top_p if top_p is None else _plain(top_p, "top_p"),
+        "v": KEY_VERSION,
     }
 
 
-def _digest(d: dict[str, Any]) -> str:
-    return hashlib.blake2b(orjson.dumps(d, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()
+def _digest(d: dict[str, Any], nested: bool) -> str:
+    # Sorting only matters inside options/tools: the top level is already in sorted order (key_dict).
+    data = orjson.dumps(d, option=orjson.OPT_SORT_KEYS) if nested else orjson.dumps(d)
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def request_key(request: Request, *, namespace: str = "", backend: str = "") -> str:
     """32 hex characters identifying everything that changes the answer (see the module docstring)."""
-    return _digest(key_dict(request, namespace=namespace, backend=backend))
+    return _digest(
+        key_dict(request, namespace=namespace, backend=backend), bool(request.options or request.tools)
+    )
 
 
 def partition_key(request: Request, *, namespace: str = "", backend: str = "") -> str:
     """The key without the last user turn: the semantic tier only matches within one partition."""
-    return _digest(key_dict(request, namespace=namespace, backend=backend, partition=True))
+    return _digest(
+        key_dict(request, namespace=namespace, backend=backend, partition=True),
+        bool(request.options or request.tools),
+    )
 
 
 def is_sampled(request: Request) -> bool:

@@ -1,8 +1,10 @@
 """The asyncio client: `AsyncClient` and its `AsyncStream`, the twin of `_sync` over the same `StreamCore`.
 
-Every await on the network runs under `asyncio.timeout_at(next deadline)`, recomputed per read, so the
-first-token, idle and total limits move as chunks arrive; `cancel()` (from another task or thread)
-reschedules the running timeout to now, which ends the read at once.
+Every await on the network runs under an `asyncio.timeout` with no timer of its own; one watchdog timer
+per stream, armed for the stream's next deadline, reschedules that timeout to now when a first-token,
+idle or total limit has really passed (when it fires early because the idle deadline moved on as chunks
+arrived, it re-arms itself). So a read costs no timer churn on the event loop, which matters with many
+concurrent streams of small reads; `cancel()` (from another task or thread) ends the read the same way.
 """
 
 from __future__ import annotations
@@ -215,6 +217,7 @@ class AsyncStream:
         self._cancel_requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout: asyncio.Timeout | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def __repr__(self) -> str:
         state = "ended" if self._ended else ("open" if self._resp is not None else "new")
@@ -255,10 +258,38 @@ class AsyncStream:
         except RuntimeError:
             pass  # the read just finished; the loop checks the cancel flag before the next one
 
-    async def _guard(self, core: StreamCore, aw: Awaitable[T]) -> T:
-        """Await one network step under the stream's next deadline (and early cancel)."""
+    def _arm(self, core: StreamCore, now_ns: int) -> None:
+        """Make sure the watchdog fires no later than the stream's next deadline (if it has one)."""
+        left = core.seconds_left(now_ns)
+        if left is None:
+            return
         loop = self._loop
         assert loop is not None
+        when = loop.time() + left + 0.001
+        dog = self._watchdog
+        if dog is not None:
+            if dog.when() <= when:
+                return  # it fires first and re-arms for whatever the deadline is then
+            dog.cancel()  # the deadline moved earlier (the idle limit starts with the first byte)
+        self._watchdog = loop.call_at(when, self._on_watchdog, core)
+
+    def _on_watchdog(self, core: StreamCore) -> None:
+        self._watchdog = None
+        if core.result is not None:
+            return
+        now = time.perf_counter_ns()
+        if core.interruption(now) is not None:
+            self._interrupt_now()  # between reads, the next _guard finds the passed deadline itself
+        else:
+            self._arm(core, now)
+
+    def _disarm(self) -> None:
+        dog, self._watchdog = self._watchdog, None
+        if dog is not None:
+            dog.cancel()
+
+    async def _guard(self, core: StreamCore, aw: Awaitable[T]) -> T:
+        """Await one network step under the stream's deadlines (and early cancel)."""
         now = time.perf_counter_ns()
         err = core.interruption(now)
         if err is not None:
@@ -266,10 +297,9 @@ class AsyncStream:
             if close is not None:
                 close()  # never awaited: close it so no "was never awaited" warning fires
             raise _Interrupted(err)
-        left = core.seconds_left(now)
-        when = None if left is None else loop.time() + left + 0.001
+        self._arm(core, now)
         try:
-            async with asyncio.timeout_at(when) as cm:
+            async with asyncio.timeout(None) as cm:
                 self._timeout = cm
                 try:
                     return await aw
@@ -286,8 +316,23 @@ class AsyncStream:
 
     # -- iteration --
 
-    def __aiter__(self) -> AsyncStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        # `async for` gets an async generator: no new coroutine per event as `__anext__` makes
+        return self._aiterate()
+
+    async def _aiterate(self) -> AsyncIterator[StreamEvent]:
+        # events leave the queue as they are handed out (no cleanup is needed when a loop is left
+        # early, which an async generator would only run later, from the event loop)
+        pending = self._pending
+        popleft = pending.popleft
+        while True:
+            while pending:
+                yield popleft()
+            if self._ended:
+                return
+            await self._step()
+            if not pending:
+                return
 
     async def __anext__(self) -> StreamEvent:
         if self._pending:
@@ -427,6 +472,7 @@ class AsyncStream:
         raise err from None
 
     async def _close_io(self) -> None:
+        self._disarm()
         resp, self._resp = self._resp, None
         self._raw = None
         http, self._http = self._http, None

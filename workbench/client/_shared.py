@@ -101,8 +101,13 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
 
 
 def pool_limits() -> httpx.Limits:
-    """Keep idle connections long enough to be reused across a notebook's requests."""
-    return httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
+    """Keep idle connections long enough to be reused across a notebook's requests.
+
+    No cap on connections: callers bound concurrency themselves (the experiments runner does, and reports
+    the wait as `client_queue_ms`). A cap here would make requests wait inside httpx after the send stamp,
+    hiding queueing inside TTFT; a keep-alive cap below the concurrency would close connections that the
+    next wave of requests needs, so every idle connection is kept until `keepalive_expiry`."""
+    return httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0)
 
 
 def httpx_timeout(timeouts: Timeouts) -> httpx.Timeout:
@@ -304,10 +309,9 @@ class StreamCore:
                     self.after_stop["chars"] += len(ev.text)
             return []
         rec = self.rec
-        for ev in events:
-            rec.event(ev)
-            if not self.got_text and isinstance(ev, TextDelta) and ev.text:
-                self.got_text = True
+        rec.events(events)
+        if not self.got_text:
+            self.got_text = rec.n_chunks > 0  # the recorder keeps exactly the text-bearing chunks
         return events
 
     # -- deadlines --
@@ -345,7 +349,8 @@ class StreamCore:
 
     def timeout_error(self, kind: str) -> TimeoutError:
         t = self.timeouts
-        got = f"; {len(self.rec.chunks)} text chunks received, kept on .result" if self.rec.chunks else ""
+        n = self.rec.n_chunks
+        got = f"; {n} text chunks received, kept on .result" if n else ""
         if kind == "first_token":
             return FirstTokenTimeout(f"no text from {self.url} within first_token={t.first_token}s{got}")
         if kind == "idle":
@@ -353,7 +358,7 @@ class StreamCore:
         return TotalTimeout(f"the request to {self.url} took longer than total={t.total}s{got}")
 
     def cancelled_error(self) -> CancelledError:
-        n = len(self.rec.chunks)
+        n = self.rec.n_chunks
         return CancelledError(f"the stream from {self.url} was stopped ({n} text chunks kept)")
 
     # -- results --

@@ -1,7 +1,8 @@
 """Sans-I/O protocol layer: request bodies, incremental stream parsers, reply and error-body parsing.
 
-Bytes in, events out; nothing here opens a socket. Each protocol has a FAST parser (byte framing with
-bytes.find, orjson) and a BASELINE parser (what a typical client does: iter_lines + json.loads + a dict
+Bytes in, events out; nothing here opens a socket. Each protocol has a FAST parser (byte framing of a
+whole read at once, msgspec decoding into just the fields needed, orjson for anything unusual) and a
+BASELINE parser (what a typical client does: iter_lines + json.loads + a dict
 per chunk); both give the same events for the same bytes.
 """
 

@@ -8,10 +8,15 @@ only the role (never a token), `finish_reason` arrives on the last choice chunk,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+
+try:
+    import msgspec
+except ImportError:  # pragma: no cover
+    msgspec = None  # type: ignore[assignment]
 
 from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError, TruncatedStreamError
 from workbench._types import DoneEvent, Request, StreamEvent, TextDelta, Usage, UsageEvent
@@ -48,6 +53,30 @@ def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
         body["stream_options"] = {"include_usage": True}
     body.update(request.options)
     return PreparedRequest("POST", path, body)
+
+
+# The fast path's schema: only what an ordinary chunk needs (see ollama.py). A field of another type is a
+# schema error there, and the read goes to the orjson path, which decides exactly as it always did.
+if msgspec is not None:
+
+    class _Delta(msgspec.Struct, gc=False):
+        content: str | None = None
+
+    class _Choice(msgspec.Struct, gc=False):
+        delta: _Delta | None = None
+        text: str | None = None
+        finish_reason: str | None = None
+
+    class _Chunk(msgspec.Struct, gc=False):
+        choices: list[_Choice] | None = None
+        usage: dict[str, Any] | None = None
+        error: Any = None
+
+    _decode: Callable[[bytes], _Chunk] | None = msgspec.json.Decoder(_Chunk).decode
+    _DecodeErrors: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
+else:  # pragma: no cover - msgspec is a dependency; the per-payload orjson path works without it
+    _decode = None
+    _DecodeErrors = ()
 
 
 def _usage(obj: Mapping[str, Any]) -> Usage:
@@ -96,7 +125,7 @@ class _Base:
 
 
 class FastParser(_Base):
-    """Byte-level SSE framing + orjson; reads fields straight from the decoded chunk."""
+    """Byte-level SSE framing; a read's payloads decoded by msgspec (see `_fast`), orjson as fallback."""
 
     __slots__ = ("_sse",)
 
@@ -108,7 +137,55 @@ class FastParser(_Base):
         self._check()
         if self._done:
             return []
-        return self._payloads(self._sse.feed(data), t_ns)
+        payloads = self._sse.feed(data)
+        if not payloads:
+            return []
+        events = self._fast(payloads, t_ns) if _decode is not None else None
+        return self._payloads(payloads, t_ns) if events is None else events
+
+    def _fast(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent] | None:
+        """The read's events if every payload is an ordinary chunk, else None (state untouched).
+
+        Each payload is decoded by msgspec into a schema of just the fields an ordinary chunk needs
+        (see ollama.FastParser); `[DONE]`, error objects, schema surprises, non-UTF-8 bytes and the
+        first chunk (whose id, model and created are kept) go to the per-payload orjson path. As there,
+        a number too large for a float (1e999) in a field never read is accepted (json.loads, the
+        baseline, accepts it too), where orjson rejected the chunk.
+        """
+        assert _decode is not None
+        if not self._server:
+            return None
+        if not all(map(bytes.isascii, payloads)):
+            try:
+                # orjson rejects invalid UTF-8 anywhere, msgspec only where it reads; the LF keeps a
+                # sequence cut at the end of one payload from being completed by the next
+                b"\n".join(payloads).decode()
+            except UnicodeDecodeError:
+                return None
+        try:
+            chunks = list(map(_decode, payloads))
+        except _DecodeErrors:
+            return None
+        events: list[StreamEvent] = []
+        append = events.append
+        new = tuple.__new__
+        finish = self._finish
+        for c in chunks:
+            if c.error:
+                return None
+            choices = c.choices
+            if choices:
+                choice = choices[0]
+                delta = choice.delta
+                text = delta.content if delta is not None else choice.text
+                if text:
+                    append(new(TextDelta, (text, t_ns)))
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+            if c.usage:
+                append(UsageEvent(_usage(c.usage), t_ns))
+        self._finish = finish
+        return events
 
     def _payloads(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent]:
         events: list[StreamEvent] = []
