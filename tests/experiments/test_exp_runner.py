@@ -132,3 +132,11 @@ async def test_acompare_with_asyncio_stop_event(fast_sim: Simulator) -> None:
     assert 3 <= run.frame.height < 30
 
 
+def test_warns_when_more_in_flight_than_the_pool_has_connections() -> None:
+    from workbench.experiments import Concurrency
+    from workbench.experiments._checks import pool_warning as _pool_warning
+
+    assert _pool_warning(Concurrency(8), {"a": POOLED}) is None
+    msg = _pool_warning(Concurrency(256), {"a": POOLED, "b": Optimizations()})
+    assert msg is not None and "inside TTFT" in msg and "(a)" in msg
+    assert _pool_warning(Rate(10, max_concurrency=500), {"h2": POOLED.replace(http2=True)}) is None

@@ -103,11 +103,12 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
 def pool_limits() -> httpx.Limits:
     """Keep idle connections long enough to be reused across a notebook's requests.
 
-    No cap on connections: callers bound concurrency themselves (the experiments runner does, and reports
-    the wait as `client_queue_ms`). A cap here would make requests wait inside httpx after the send stamp,
-    hiding queueing inside TTFT; a keep-alive cap below the concurrency would close connections that the
-    next wave of requests needs, so every idle connection is kept until `keepalive_expiry`."""
-    return httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0)
+    At most 100 connections: measured with benchmarks/concurrency_sweep.py, httpcore's pool costs CPU per
+    connection per event, and 128-256 uncapped streams saturated the client's event loop (delivered tokens/s
+    fell 2-4x below the capped pool). Requests beyond the cap wait inside httpx after the send stamp; the
+    experiments runner warns when a run can exceed it (`pool_warning`). Keep-alive covers every connection
+    the pool may open, so a wave of streams ending together does not close connections the next wave needs."""
+    return httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
 
 
 def httpx_timeout(timeouts: Timeouts) -> httpx.Timeout:

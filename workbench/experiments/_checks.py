@@ -8,9 +8,10 @@ from typing import Any
 
 import polars as pl
 
-from workbench.experiments.arrivals import Arrival, Rate
+from workbench.experiments.arrivals import Arrival, Concurrency, Rate
+from workbench.optimizations import Optimizations
 
-__all__ = ["cache_stats", "rate_warning"]
+__all__ = ["cache_stats", "pool_warning", "rate_warning"]
 
 
 def rate_warning(arrival: Arrival, frame: pl.DataFrame) -> str | None:
@@ -32,6 +33,28 @@ def rate_warning(arrival: Arrival, frame: pl.DataFrame) -> str | None:
         else f"the dispatcher ran late (dispatch lag p99 {lag:.0f} ms): the client could not keep up"
     )
     return f"offered {arrival.rate:g} req/s but sent {achieved:.1f} req/s: {why}"
+
+
+def pool_warning(arrival: Arrival, variants: Mapping[str, Optimizations]) -> str | None:
+    """More requests in flight than the client's HTTP/1.1 connection limit: the excess waits inside httpx for
+    a connection after the send stamp, so that wait lands in TTFT instead of in `client_queue_ms`."""
+    in_flight = arrival.n if isinstance(arrival, Concurrency) else getattr(arrival, "max_concurrency", 1)
+    try:
+        from workbench.client._shared import pool_limits
+
+        limit = pool_limits().max_connections
+    except (ImportError, AttributeError):
+        return None
+    if limit is None or in_flight <= limit:
+        return None
+    affected = [name for name, opt in variants.items() if opt.connection_pool and not opt.http2]
+    if not affected:
+        return None
+    return (
+        f"{in_flight} requests may be in flight but the pooled HTTP/1.1 client opens at most {limit} "
+        f"connections ({', '.join(affected)}): the excess waits for a connection inside TTFT; "
+        f"use a cap <= {limit} (e.g. rate=R,cap={limit}) to see that wait as client_queue_ms"
+    )
 
 
 def cache_stats(clients: Mapping[str, Any]) -> dict[str, dict[str, float]]:

@@ -23,7 +23,7 @@ import polars as pl
 
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
-from workbench.experiments._checks import cache_stats, rate_warning
+from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import Monitor
 from workbench.experiments.arrivals import (
     Arrival,
@@ -391,6 +391,9 @@ async def acompare(
     shortfall = rate_warning(arr, frame)
     if shortfall:
         warnings.append(shortfall)
+    pool = pool_warning(arr, named)
+    if pool:
+        warnings.append(pool)
     if run.stopping and stop is not None and stop.is_set():
         warnings.append(f"stopped early: {len(results)} of {len(slots)} requests ran")
     config = {
