@@ -1,14 +1,15 @@
 """Cache lookup speed: exact-key lookups, semantic index lookups (brute force and HNSW), embedders, threads.
 
-One command: `.venv/bin/python benchmarks/cache_lookup.py` (~8-10 min on this shared 2-core machine, most of
-it the one 1M-entry HNSW build, ~150 s with 2 threads); ``--max-n 100000`` stops at 100k (~2 min), ``--quick``
-is a smoke run. ``--dtype/--connectivity/--expansion-add`` set the AnnIndex build options.
+One command: `.venv/bin/python benchmarks/cache_lookup.py` (~10 min on this 2-core machine, most of it the
+one 1M-entry HNSW build, ~4.5 min with 2 threads); ``--max-n 100000`` stops at 100k (~2 min), ``--quick`` is
+a smoke run. ``--connectivity/--expansion-add/--reduce-to/--rerank`` set AnnIndex options (M,
+ef_construction, PCA dimensions in the graph, candidates re-ranked on the full vectors).
 
 Every figure is printed next to a baseline measured in the same run (the machine is shared: read ratios):
 - exact: `request_key` + `ExactTier.get` for a ~1k-character conversation, vs ``json.dumps(sort_keys)`` +
   sha256 of the raw dict + a dict lookup; plus a per-step breakdown;
 - semantic, excluding embedding (`SemanticTier.lookup_vector`, single thread), brute force (exact) and HNSW
-  (usearch), at 1k .. 1M entries, on a corpus that looks like what a semantic cache holds: synthetic prompts
+  (hnswlib), at 1k .. 1M entries, on a corpus that looks like what a semantic cache holds: synthetic prompts
   (`prompt_corpus`: templates + topic words, no near-duplicates, since a cache stores only misses) embedded
   with the default StaticEmbedder, in memory only. Queries: hit-like (a stored prompt with two small edits,
   `paraphrase`: cosine ~0.97 to it) and misses (random word salads: nothing near). For each HNSW
@@ -323,7 +324,7 @@ def _argmax_rows(q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---- semantic ------------------------------------------------------------------------------------------
 
 ANN_KW: dict[str, Any] = {}  # AnnIndex options; set from the command line in main()
-EFS = (16, 32, 64, 96, 128, 192, 256, 384)
+EFS = (16, 32, 48, 64, 80, 96, 128, 192, 256)
 
 
 def _ann_sweep(
@@ -467,7 +468,9 @@ def bench_prompts(sizes: list[int], n_queries: int) -> None:
         "   hit queries: a stored prompt (uniform over the n entries) with 2 small edits (paraphrase());"
         f" misses: 300 texts of 7 random words, best stored cosine p50 {np.median(m_sims):.2f} (no near entry)"
     )
-    print(f"   HNSW: usearch {ANN_KW}; recall@1 against brute force (f32, exact); p50/p99 single-thread")
+    print(
+        f"   HNSW: hnswlib {ANN_KW or 'defaults'}; recall@1 against brute force (f32, exact); p50/p99 single-thread"
+    )
 
     def hits(n: int, k: int) -> np.ndarray:
         src = rng.integers(0, n, k)
@@ -590,13 +593,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-n", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="small sizes and counts (smoke run)")
-    ap.add_argument("--dtype", default=None, help="AnnIndex dtype (default: AnnIndex's)")
     ap.add_argument("--connectivity", type=int, default=None, help="HNSW M (default: AnnIndex's)")
     ap.add_argument("--expansion-add", type=int, default=None, help="ef_construction (default: AnnIndex's)")
+    ap.add_argument("--reduce-to", type=int, default=None, help="PCA dimensions in the graph; 0: none")
+    ap.add_argument("--rerank", type=int, default=None, help="candidates re-ranked exactly")
     args = ap.parse_args(argv)
-    for k in ("dtype", "connectivity", "expansion_add"):
+    for k in ("connectivity", "expansion_add", "reduce_to", "rerank"):
         if getattr(args, k) is not None:
-            ANN_KW[k] = getattr(args, k)
+            ANN_KW[k] = getattr(args, k) or None
     dim = default_embedder().dim
     t0 = time.perf_counter()
     print(

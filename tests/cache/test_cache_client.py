@@ -216,3 +216,32 @@ async def test_async_failed_and_cancelled_streams_are_not_stored(sim: Simulator)
         assert len(cache.memory) == 0
         assert (await client.run(req("async breaks"))).cache == "miss"
         assert (await client.run(req("async breaks"))).cache == "exact"
+
+
+def test_complete_replays_hits_and_stores_nothing(sim: Simulator) -> None:
+    """complete() reads the cache like stream() does, but a non-streamed answer is never stored: one chunk
+    would later be replayed to streaming callers as a lump."""
+    cache = ResponseCache()
+    with Client(Backend(sim.url), cache=cache) as client:
+        streamed = client.run(req("complete after stream"))
+        before = served(sim)
+        hit = client.complete(req("complete after stream"))
+        assert served(sim) == before and hit.cache == "exact" and hit.text == streamed.text
+        miss = client.complete(req("complete first"))
+        assert served(sim) == before + 1 and miss.cache == "miss" and miss.ok and len(miss.chunks) == 1
+        again = client.run(req("complete first"))
+        assert served(sim) == before + 2 and again.cache == "miss"
+        assert len(again.chunks) > 1
+
+
+async def test_async_complete_replays_hits_and_stores_nothing(sim: Simulator) -> None:
+    cache = ResponseCache()
+    async with AsyncClient(Backend(sim.url), cache=cache) as client:
+        streamed = await client.run(req("async complete after stream"))
+        before = served(sim)
+        hit = await client.complete(req("async complete after stream"))
+        assert served(sim) == before and hit.cache == "exact" and hit.text == streamed.text
+        miss = await client.complete(req("async complete first"))
+        assert served(sim) == before + 1 and miss.cache == "miss" and len(miss.chunks) == 1
+        again = await client.run(req("async complete first"))
+        assert served(sim) == before + 2 and again.cache == "miss"

@@ -3,8 +3,10 @@
 `CachedStream` / `AsyncCachedStream` subclass the client's `Stream` / `AsyncStream`, so
 ``client.stream(req)`` returns the same type with or without a cache. Each drives a `CacheRun` /
 `AsyncCacheRun` (workbench.cache._run): bypass (sampled request, live, never stored), hit (replay), or miss
-(live, stored on success, single-flight for concurrent identical misses). The client itself changes only
-in two places: it keeps the hook (`hook_for`) and `stream()` returns a `CachedStream` when a cache is set.
+(live, stored on success, single-flight for concurrent identical misses). `complete()` goes through the
+same run with ``streaming=False``: a hit is replayed, a miss is answered live and not stored. The client
+itself changes only in two places: it keeps the hook (`hook_for`), and `stream()` / `complete()` return a
+`CachedStream` when a cache is set.
 """
 
 from __future__ import annotations
@@ -76,10 +78,20 @@ class CachedStream(Stream):
     """A `Stream` answered by the cache when it can (replay), else live (stored on success, single-flight)."""
 
     def __init__(
-        self, client: Client, request: Request, *, hook: CacheHook, headers: Mapping[str, str] | None = None
+        self,
+        client: Client,
+        request: Request,
+        *,
+        hook: CacheHook,
+        headers: Mapping[str, str] | None = None,
+        streaming: bool = True,
     ) -> None:
-        super().__init__(client, request, headers=headers)
-        self.run = hook.open(request, lambda: Stream(client, request, headers=headers))
+        super().__init__(client, request, headers=headers, streaming=streaming)
+        self.run = hook.open(
+            request,
+            lambda: Stream(client, request, headers=headers, streaming=streaming),
+            store=streaming,  # a non-streamed answer has no chunk boundaries to replay: never stored
+        )
         self._events: Iterator[StreamEvent] | None = None
 
     def __repr__(self) -> str:
@@ -121,9 +133,14 @@ class AsyncCachedStream(AsyncStream):
         *,
         hook: AsyncCacheHook,
         headers: Mapping[str, str] | None = None,
+        streaming: bool = True,
     ) -> None:
-        super().__init__(client, request, headers=headers)
-        self.run = hook.open(request, lambda: AsyncStream(client, request, headers=headers))
+        super().__init__(client, request, headers=headers, streaming=streaming)
+        self.run = hook.open(
+            request,
+            lambda: AsyncStream(client, request, headers=headers, streaming=streaming),
+            store=streaming,
+        )
         self._events: AsyncIterator[StreamEvent] | None = None
 
     def __repr__(self) -> str:

@@ -139,15 +139,20 @@ class CacheHook(_HookBase):
         super().__init__(cache, **kwargs)
         self.flights: SingleFlight[StreamEvent] = SingleFlight()
 
-    def open(self, request: Request, start_live: Callable[[], LiveStream]) -> CacheRun:
-        return CacheRun(self, request, start_live)
+    def open(self, request: Request, start_live: Callable[[], LiveStream], *, store: bool = True) -> CacheRun:
+        """`store=False`: look up and replay hits, but answer misses live and keep nothing (used by
+        `complete()`: a non-streamed answer has no chunk boundaries to replay)."""
+        return CacheRun(self, request, start_live, store=store)
 
 
 class CacheRun:
     """One request through the cache: iterate for events, then `.result`; `cancel()`; `close()`."""
 
-    def __init__(self, hook: CacheHook, request: Request, start_live: Callable[[], LiveStream]) -> None:
+    def __init__(
+        self, hook: CacheHook, request: Request, start_live: Callable[[], LiveStream], *, store: bool = True
+    ) -> None:
         self.hook = hook
+        self._store = store
         self.request = request
         self._start_live = start_live
         self._live: LiveStream | None = None
@@ -156,7 +161,7 @@ class CacheRun:
         self._result: StreamResult | None = None
         self._cancelled = False
         self._gen: Generator[StreamEvent, None, None] | None = None
-        self.role = "pending"  # "hit" | "bypass" | "leader" | "follower"
+        self.role = "pending"  # "hit" | "bypass" | "leader" | "follower" | "live" (store=False)
 
     @property
     def result(self) -> StreamResult:
@@ -238,6 +243,10 @@ class CacheRun:
                 )
                 yield from self._serve_hit(replay)
                 return
+            if not self._store:  # complete(): answered live, nobody to share a flight with
+                self.role = "live"
+                yield from self._live_path(kind="miss", flight=None)
+                return
             leader, flight = hook.flights.join(key)
             if leader:
                 self.role = "leader"
@@ -291,7 +300,7 @@ class CacheRun:
             raise
         result = live.result
         self._result = _mark(result, kind)
-        if kind == "miss" and result.ok:
+        if kind == "miss" and result.ok and self._store:
             # store before the flight ends, so a caller arriving after it finds the entry
             hook.cache.store(self.request, result, backend=hook.backend, done_seen=done_seen)
         if flight is not None:
@@ -331,9 +340,13 @@ class AsyncCacheHook(_HookBase):
         self.flights: AsyncSingleFlight[StreamEvent] = AsyncSingleFlight()
 
     def open(
-        self, request: Request, start_live: Callable[[], AsyncLiveStream | Awaitable[AsyncLiveStream]]
+        self,
+        request: Request,
+        start_live: Callable[[], AsyncLiveStream | Awaitable[AsyncLiveStream]],
+        *,
+        store: bool = True,
     ) -> AsyncCacheRun:
-        return AsyncCacheRun(self, request, start_live)
+        return AsyncCacheRun(self, request, start_live, store=store)
 
 
 class AsyncCacheRun:
@@ -344,8 +357,11 @@ class AsyncCacheRun:
         hook: AsyncCacheHook,
         request: Request,
         start_live: Callable[[], AsyncLiveStream | Awaitable[AsyncLiveStream]],
+        *,
+        store: bool = True,
     ) -> None:
         self.hook = hook
+        self._store = store
         self.request = request
         self._start_live = start_live
         self._live: AsyncLiveStream | None = None
@@ -426,6 +442,11 @@ class AsyncCacheRun:
                 if self._result.status == "cancelled":
                     raise _stopped(self._result)
                 return
+            if not self._store:  # complete(): answered live, nobody to share a flight with
+                self.role = "live"
+                async for ev in self._live_path(kind="miss", flight=None):
+                    yield ev
+                return
             leader, flight = hook.flights.join(key)
             if leader:
                 self.role = "leader"
@@ -482,7 +503,7 @@ class AsyncCacheRun:
             raise
         result = live.result
         self._result = _mark(result, kind)
-        if kind == "miss" and result.ok:
+        if kind == "miss" and result.ok and self._store:
             hook.cache.store(self.request, result, backend=hook.backend, done_seen=done_seen)
         if flight is not None:
             if result.ok:

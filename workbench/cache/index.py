@@ -1,4 +1,4 @@
-"""Vector indices for the semantic cache: exact brute force, HNSW (usearch), and one that switches.
+"""Vector indices for the semantic cache: exact brute force, HNSW (hnswlib), and one that switches.
 
 All three speak `VectorIndex`: ``add(ids, vectors)``, ``search(vector, k) -> (ids, sims)`` (best first, cosine
 similarity, at most k), ``remove(id) -> bool``, ``len()``. Vectors must be L2-normalised float32, so the inner
@@ -12,19 +12,10 @@ appends write rows past the published count before publishing, and a removal tur
 (id -1, zero vector) that searches skip; tombstones are compacted away under the write lock. The matvec runs
 on one BLAS thread (OpenBLAS's thread-local setting, restored after each call; see `_matvec` for why).
 
-`AnnIndex` wraps usearch's HNSW (inner product), vectors stored as float16 by default. Measured on 20k x 256
-random unit vectors, 2 busy cores, M=16, ef_construction=64, ef=64, queries at cosine 0.9 from a stored
-vector: usearch f16 p50 ~105 us, recall@1 1.0, similarities within 1e-4 of exact; f32 ~190 us (slower: its f32
-kernel is not the accelerated one here); i8 ~75-90 us but similarities off by up to 3e-3, enough to flip a
-threshold decision; hnswlib f32 ~118 us p50 with a p99 of ~700 us, recall 0.99, same build time. usearch also
-deletes for real (hnswlib only marks), and takes half the memory in f16.
-At 1M entries (``benchmarks/cache_lookup.py``: synthetic prompts embedded by the static embedder, hit-like
-queries at cosine ~0.97 to a stored prompt, single-thread p50, 2 threads for the build) recall@1 against brute
-force costs far more than at 20k: f16 M=16 ef_construction=64 (build 152 s): ef 16/64/256 -> p50 129/339/994
-us, recall 0.76/0.91/0.95; bf16 (AVX512-BF16 kernel, similarities within 1e-3) same recall at 0.7x the
-latency; M=32 ef_construction=128 (build 314 s): ef 32/64/256 -> 216/368/1253 us, recall 0.95/0.97/0.98. Those
-prompts are random word combinations, so their intrinsic dimension is high: an IVF (1024 k-means lists) did no
-better (recall 0.95 at 850 us).
+`AnnIndex` (in `_hnsw`) is HNSW through hnswlib on a PCA projection of the vectors, with the candidates
+re-ranked on the exact full vectors; its docstring has the measurements behind that choice (usearch and
+plain hnswlib on the full vectors were slower at the same recall on 1M prompt-like entries), and an IVF
+(1024 k-means lists) did no better than usearch (recall 0.95 at 850 us).
 `AutoIndex` is brute force until `ann_threshold` entries, then moves everything into an `AnnIndex`
 (``benchmarks/cache_lookup.py`` measures where brute force stops being faster: that is the default).
 """
@@ -32,6 +23,7 @@ better (recall 0.95 at 850 us).
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
@@ -40,12 +32,10 @@ import numpy as np
 import numpy.typing as npt
 
 from workbench._exceptions import ConfigError
+from workbench.cache._hnsw import AnnIndex
+from workbench.cache._vectors import EMPTY, Ids, Sims, Vec, as_batch, as_query, top_k
 
 __all__ = ["ANN_THRESHOLD", "AnnIndex", "AutoIndex", "BruteForceIndex", "VectorIndex"]
-
-Ids = npt.NDArray[np.int64]
-Sims = npt.NDArray[np.float32]
-Vec = npt.NDArray[np.float32]
 
 # Size at which AutoIndex moves to HNSW. benchmarks/cache_lookup.py, 256-dim, 2 busy cores: brute force and
 # HNSW have about the same p50 at 10k (134 vs 121 us), brute force is 3.2x slower at 30k (1.07 ms vs 0.33 ms,
@@ -67,38 +57,6 @@ class VectorIndex(Protocol):
     def remove(self, id: int) -> bool: ...
 
     def __len__(self) -> int: ...
-
-
-def _as_batch(ids: int | Sequence[int] | Ids, vectors: npt.ArrayLike, dim: int) -> tuple[Ids, Vec]:
-    id_arr = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-    vecs = np.asarray(vectors, dtype=np.float32)
-    if vecs.ndim == 1:
-        vecs = vecs[None, :]
-    if vecs.ndim != 2 or vecs.shape[1] != dim:
-        raise ConfigError(f"vectors of shape {vecs.shape} do not match the index dimension {dim}")
-    if len(id_arr) != len(vecs):
-        raise ConfigError(f"{len(id_arr)} ids for {len(vecs)} vectors")
-    if (id_arr < 0).any():
-        raise ConfigError("index ids must be >= 0")
-    if len(np.unique(id_arr)) != len(id_arr):
-        raise ConfigError("duplicate ids in one add() call")
-    return id_arr, vecs
-
-
-def _as_query(vector: npt.ArrayLike, dim: int) -> Vec:
-    q = np.asarray(vector, dtype=np.float32).reshape(-1)
-    if q.shape[0] != dim:
-        raise ConfigError(f"query of dimension {q.shape[0]} for an index of dimension {dim}")
-    return q
-
-
-def _top_k(sims: Sims, k: int) -> npt.NDArray[np.intp]:
-    if k == 1:
-        return np.array([int(np.argmax(sims))])
-    if k >= len(sims):
-        return np.argsort(-sims, kind="stable")
-    part = np.argpartition(-sims, k - 1)[:k]
-    return part[np.argsort(-sims[part], kind="stable")]
 
 
 def _find_blas_local_threads() -> Callable[[int], int] | None:
@@ -135,9 +93,6 @@ def _matvec(mat: Vec, q: Vec, single_thread: bool) -> Sims:
     finally:
         _blas_local(prev)
     return out
-
-
-_EMPTY: tuple[Ids, Sims] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
 
 
 class _Snapshot(NamedTuple):
@@ -189,7 +144,7 @@ class BruteForceIndex:
         return int(self._snap.mat.shape[0])
 
     def add(self, ids: int | Sequence[int] | Ids, vectors: npt.ArrayLike) -> None:
-        id_arr, vecs = _as_batch(ids, vectors, self._dim)
+        id_arr, vecs = as_batch(ids, vectors, self._dim)
         with self._wlock:
             for i in id_arr.tolist():
                 if i in self._rows:
@@ -240,6 +195,11 @@ class BruteForceIndex:
         self._rows = {int(i): r for r, i in enumerate(idc[: len(live)].tolist())}
         self._snap = _Snapshot(mat, idc, len(live), 0)
 
+    def vector(self, id: int) -> Vec | None:
+        """A copy of `id`'s vector, or None when absent."""
+        row = self._rows.get(id)
+        return None if row is None else self._snap.mat[row].copy()
+
     def vectors(self) -> tuple[Ids, Vec]:
         """Copies of the live ids and their vectors (for moving to another index)."""
         s = self._snap
@@ -247,10 +207,10 @@ class BruteForceIndex:
         return s.ids[live].copy(), s.mat[live].copy()
 
     def search(self, vector: npt.ArrayLike, k: int = 1) -> tuple[Ids, Sims]:
-        q = _as_query(vector, self._dim)
+        q = as_query(vector, self._dim)
         s = self._snap
         if s.n == 0 or k <= 0:
-            return _EMPTY
+            return EMPTY
         bar = self.early_exit_cosine
         if bar is None or s.n <= self.block_rows:
             return self._select(
@@ -267,14 +227,14 @@ class BruteForceIndex:
             if len(sims) == k and sims[-1] >= bar:
                 break
         all_sims = np.concatenate(best_sims)
-        order = _top_k(all_sims, min(k, len(all_sims)))
+        order = top_k(all_sims, min(k, len(all_sims)))
         return np.concatenate(best_ids)[order], all_sims[order]
 
     @staticmethod
     def _select(sims: Sims, ids: Ids, k: int, tombstones: int) -> tuple[Ids, Sims]:
         if tombstones:
             sims = np.where(ids >= 0, sims, np.float32(-np.inf))
-        order = _top_k(sims, min(k, len(sims)))
+        order = top_k(sims, min(k, len(sims)))
         picked_ids, picked = ids[order], sims[order]
         if tombstones or (picked_ids < 0).any():
             keep = picked_ids >= 0  # a row removed while this search ran
@@ -282,85 +242,13 @@ class BruteForceIndex:
         return picked_ids.copy(), picked.astype(np.float32, copy=False)
 
 
-class AnnIndex:
-    """HNSW through usearch (inner product on unit vectors). Mutations and searches share one lock, because
-    `add` grows (reallocates) the graph when it is full; usearch's batch add runs `threads` native threads."""
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        connectivity: int = 16,
-        expansion_add: int = 64,
-        expansion_search: int = 64,
-        dtype: str = "f16",
-        threads: int = 0,
-    ) -> None:
-        try:
-            from usearch.index import Index
-        except ImportError as exc:  # pragma: no cover - usearch is a core dependency
-            raise ConfigError("the ANN index needs usearch", hint="pip install usearch") from exc
-        self._dim = dim
-        self._index: Any = Index(
-            ndim=dim,
-            metric="ip",
-            dtype=dtype,
-            connectivity=connectivity,
-            expansion_add=expansion_add,
-            expansion_search=expansion_search,
-        )
-        self._threads = threads
-        self._lock = threading.Lock()
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __contains__(self, id: object) -> bool:
-        return isinstance(id, int) and bool(self._index.contains(id))
-
-    @property
-    def expansion_search(self) -> int:
-        return int(self._index.expansion_search)
-
-    @expansion_search.setter
-    def expansion_search(self, value: int) -> None:
-        self._index.expansion_search = value
-
-    def add(self, ids: int | Sequence[int] | Ids, vectors: npt.ArrayLike) -> None:
-        id_arr, vecs = _as_batch(ids, vectors, self._dim)
-        with self._lock:
-            present = [i for i in id_arr.tolist() if self._index.contains(i)]
-            for i in present:
-                self._index.remove(i)
-            self._index.add(id_arr, vecs, threads=self._threads)
-
-    def remove(self, id: int) -> bool:
-        with self._lock:
-            if not self._index.contains(id):
-                return False
-            self._index.remove(id)
-            return True
-
-    def search(self, vector: npt.ArrayLike, k: int = 1) -> tuple[Ids, Sims]:
-        q = _as_query(vector, self._dim)
-        if k <= 0:
-            return _EMPTY
-        with self._lock:
-            if len(self._index) == 0:
-                return _EMPTY
-            m = self._index.search(q, k)
-        keys = np.asarray(m.keys, dtype=np.int64).reshape(-1)
-        # usearch's "ip" distance is 1 - dot
-        sims = (1.0 - np.asarray(m.distances, dtype=np.float32)).reshape(-1)
-        return keys, sims
-
-
 class AutoIndex:
-    """Brute force while small, HNSW from `ann_threshold` entries on (one move, inside that add call)."""
+    """Brute force while small, HNSW from `ann_threshold` entries on.
+
+    The move happens in a background thread (building the graph for 20k entries takes seconds): searches and
+    mutations keep going to the brute-force index meanwhile, ids touched during the build are reconciled
+    with the new graph under the lock, and then it replaces the brute-force index. `wait_ready()` waits.
+    """
 
     def __init__(
         self,
@@ -374,6 +262,8 @@ class AutoIndex:
         self.ann_threshold = ann_threshold
         self._ann_options = ann_options or {}
         self._impl: BruteForceIndex | AnnIndex = BruteForceIndex(dim, early_exit_cosine=early_exit_cosine)
+        self._moving: threading.Thread | None = None
+        self._touched: set[int] = set()  # ids added or removed while the graph is built
         self._lock = threading.Lock()
 
     @property
@@ -387,22 +277,51 @@ class AutoIndex:
     def __len__(self) -> int:
         return len(self._impl)
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait for a running move to HNSW; True when none is running (any more)."""
+        t = self._moving
+        if t is not None:
+            t.join(timeout)
+        return self._moving is None
+
     def add(self, ids: int | Sequence[int] | Ids, vectors: npt.ArrayLike) -> None:
         with self._lock:
             self._impl.add(ids, vectors)
             impl = self._impl
-            if (
+            if self._moving is not None:
+                self._touched.update(np.atleast_1d(np.asarray(ids, dtype=np.int64)).tolist())
+            elif (
                 isinstance(impl, BruteForceIndex)
                 and self.ann_threshold is not None
                 and len(impl) >= self.ann_threshold
             ):
-                ann = AnnIndex(self._dim, **self._ann_options)
-                live_ids, vecs = impl.vectors()
-                ann.add(live_ids, vecs)
-                self._impl = ann  # readers holding the old index finish on it
+                self._moving = threading.Thread(target=self._move, args=(impl,), name="ann-move", daemon=True)
+                self._moving.start()
+
+    def _move(self, brute: BruteForceIndex) -> None:
+        try:
+            with self._lock:
+                live_ids, vecs = brute.vectors()
+            ann = AnnIndex(self._dim, **self._ann_options)
+            ann.add(live_ids, vecs)
+            with self._lock:
+                for i in self._touched:
+                    vec = brute.vector(i)
+                    if vec is None:
+                        ann.remove(i)
+                    else:
+                        ann.add(i, vec)
+                self._impl = ann  # readers holding the brute-force index finish on it
+        except Exception:  # pragma: no cover - keep serving exactly
+            logging.getLogger("workbench.cache").exception("moving to the ANN index failed; staying exact")
+        finally:
+            self._touched = set()
+            self._moving = None
 
     def remove(self, id: int) -> bool:
         with self._lock:
+            if self._moving is not None:
+                self._touched.add(id)
             return self._impl.remove(id)
 
     def search(self, vector: npt.ArrayLike, k: int = 1) -> tuple[Ids, Sims]:

@@ -172,7 +172,15 @@ class AsyncClient:
         return s.result
 
     async def complete(self, request: Request, *, headers: Mapping[str, str] | None = None) -> StreamResult:
-        async with AsyncStream(self, request, headers=headers, streaming=False) as s:
+        """One non-streaming request (`stream: false`). With a cache: hits are replayed, misses not stored."""
+        s: AsyncStream
+        if self._cache_hook is not None:
+            from workbench.cache._client import AsyncCachedStream
+
+            s = AsyncCachedStream(self, request, hook=self._cache_hook, headers=headers, streaming=False)
+        else:
+            s = AsyncStream(self, request, headers=headers, streaming=False)
+        async with s:
             async for _ in s:
                 pass
         return s.result

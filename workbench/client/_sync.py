@@ -267,8 +267,15 @@ class Client:
         return s.result
 
     def complete(self, request: Request, *, headers: Mapping[str, str] | None = None) -> StreamResult:
-        """One non-streaming request (`stream: false`); the whole reply arrives as one chunk."""
-        s = Stream(self, request, headers=headers, streaming=False)
+        """One non-streaming request (`stream: false`); the whole reply arrives as one chunk. With a cache, a
+        hit is replayed; a miss is not stored (one chunk has no boundaries to replay to streaming callers)."""
+        s: Stream
+        if self._cache_hook is not None:
+            from workbench.cache._client import CachedStream
+
+            s = CachedStream(self, request, hook=self._cache_hook, headers=headers, streaming=False)
+        else:
+            s = Stream(self, request, headers=headers, streaming=False)
         with s:
             for _ in s:
                 pass
