@@ -278,3 +278,23 @@ def test_ann_projection_keeps_recall_and_exact_similarities() -> None:
     for q, (ids, sims) in zip(queries[:50], got[:50], strict=True):
         np.testing.assert_allclose(sims, x[ids] @ q, rtol=0, atol=1e-6)
         assert sims[0] >= sims[1] >= sims[2]
+
+
+def test_ann_auto_projection_follows_the_data() -> None:
+    """reduce_to="auto": structured data gets the components holding 80 % of the variance; unstructured
+    (random) data would need most of them, so the graph keeps the full vectors."""
+    rng = np.random.default_rng(13)
+    dim = 128
+    rand = AnnIndex(dim)
+    rand.add(np.arange(3000), _unit(rng, 3000, dim))
+    assert rand.projected_dim == dim
+    basis = np.linalg.qr(rng.standard_normal((dim, 20)))[0].T
+    x = rng.standard_normal((3000, 20)).astype(np.float32) @ basis + 0.05 * rng.standard_normal((3000, dim))
+    low = AnnIndex(dim)
+    low.add(np.arange(3000), (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32))
+    assert 16 <= low.projected_dim <= 24
+    small = AnnIndex(dim)
+    small.add(np.arange(50), _unit(rng, 50, dim))  # too few to fit a projection on
+    assert small.projected_dim == dim
+    with pytest.raises(ConfigError):
+        AnnIndex(dim, reduce_to=0)
