@@ -37,6 +37,10 @@ def test_store_lookup_ttl_and_prefixed_keys(redis_server: RedisServer) -> None:
     ttl_ms = r.pttl(f"wb:{n}:e:{cache.key(req)}")
     assert 0 < ttl_ms <= 30_000
     assert tier.shared_stats() == {"misses": 1, "stores": 1, "hits": 1}
+    blob = r.get(f"wb:{n}:e:{cache.key(req)}")
+    assert blob is not None and tier.nbytes == len(blob) > 0
+    row = cache.stats_frame().filter(tier="redis").row(0, named=True)
+    assert row["bytes"] == len(blob) and row["entries"] == 1
 
 
 def test_namespaces_never_leak(redis_server: RedisServer) -> None:

@@ -387,8 +387,7 @@ class ResponseCache:
             )
 
         for t in self.tiers:
-            nb = None if t is self.redis else t.nbytes
-            row(t.name, t.counters.snapshot(), nb, len(t))
+            row(t.name, t.counters.snapshot(), t.nbytes, len(t))
         if self.semantic is not None:
             row("semantic", self.semantic_counters.snapshot(), None, None)
         total = self.counters.snapshot()
