@@ -14,7 +14,7 @@ hit-like queries, one thread, quiet 2-core machine):
   neighbour search, so the graph navigates better, and each distance costs less.
 
 The projection (mean and components) is fitted once, on the first `add` (up to `fit_rows` of its vectors,
-sampled), when that batch holds at least `min_fit_rows` vectors (`AutoIndex` moves 20k at once). With
+sampled), when that batch holds at least `min_fit_rows` vectors (`AutoIndex` moves 10k at once). With
 ``reduce_to="auto"`` (the default) it keeps the fewest components holding `keep_variance` (0.80) of the
 variance, at least 16; when that is more than half of the dimensions (unstructured data, such as random
 vectors, where a projection would lose neighbours) there is no projection. An int sets the count. A smaller
@@ -52,7 +52,7 @@ __all__ = ["DEFAULT_EF", "DEFAULT_EF_CONSTRUCTION", "DEFAULT_M", "AnnIndex"]
 
 DEFAULT_M = 32
 DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF = 48
+DEFAULT_EF = 32
 DEFAULT_RERANK = 8
 
 

@@ -37,10 +37,10 @@ from workbench.cache._vectors import EMPTY, Ids, Sims, Vec, as_batch, as_query, 
 
 __all__ = ["ANN_THRESHOLD", "AnnIndex", "AutoIndex", "BruteForceIndex", "VectorIndex"]
 
-# Size at which AutoIndex moves to HNSW. benchmarks/cache_lookup.py, 256-dim, 2 busy cores: brute force and
-# HNSW have about the same p50 at 10k (134 vs 121 us), brute force is 3.2x slower at 30k (1.07 ms vs 0.33 ms,
-# the matrix no longer fits in cache). Below the threshold the answer is exact, so it sits between the two.
-ANN_THRESHOLD = 20_000
+# Size at which AutoIndex moves to HNSW. benchmarks/cache_lookup.py, prompt-like corpus, 256 dims, one thread:
+# brute force p50 21 us at 1k, 119 us at 10k, 909 us at 30k (the matrix leaves the cache); HNSW 29 us at 10k
+# and 58 us at 30k with recall@1 0.994. Below the threshold answers are exact and cost at most ~120 us.
+ANN_THRESHOLD = 10_000
 
 
 @runtime_checkable
@@ -245,7 +245,7 @@ class BruteForceIndex:
 class AutoIndex:
     """Brute force while small, HNSW from `ann_threshold` entries on.
 
-    The move happens in a background thread (building the graph for 20k entries takes seconds): searches and
+    The move happens in a background thread (building the graph for 10k entries takes a second): searches and
     mutations keep going to the brute-force index meanwhile, ids touched during the build are reconciled
     with the new graph under the lock, and then it replaces the brute-force index. `wait_ready()` waits.
     """
