@@ -269,3 +269,20 @@ def test_cli_profile_from_args(tmp_path: pytest.TempPathFactory) -> None:
         (25.0, 5.0, 7.5),
     )
     assert profile_from_args(build_parser().parse_args(["--instant"])).token_delay_ms == 0
+
+
+@pytest.mark.parametrize(("path", "early"), [("/v1/chat/completions", True), ("/api/chat", False)])
+def test_response_headers_timing_follows_each_server(path: str, early: bool) -> None:
+    """OpenAI-style servers (vLLM, the OpenAI API) answer with headers at once and the first token after
+    prefill; Ollama's Go server sends its headers with the first write, so they wait for the first token."""
+    with (
+        Simulator(Profile.instant(ttft_ms=300.0, seed=1)) as sim,
+        httpx.Client(base_url=sim.url, timeout=10) as http,
+    ):
+        t0 = time.perf_counter()
+        body = chat_body(stream=True, max_tokens=3) if early else chat_body(options={"num_predict": 3})
+        with http.stream("POST", path, json=body) as r:
+            headers_s = time.perf_counter() - t0
+            r.read()
+        assert r.status_code == 200
+        assert (headers_s < 0.2) if early else (headers_s >= 0.25), headers_s

@@ -467,6 +467,7 @@ class SimApp:
             gaps=sched.gaps,
             plan=plan,
             headers=headers,
+            headers_early=stream and proto == "openai",
             received_ns=rec.received_ns,
             prefill_start_ns=prefill_start,
             load_ns=load_ns,

@@ -57,6 +57,15 @@ class Job:
     finish_reason: str
     flags: Flags = field(default_factory=lambda: Flags())
     started: bool = field(default=False)
+    # OpenAI-style servers (vLLM, the OpenAI API) send the response headers as soon as the request is
+    # accepted and the first token after prefill; Ollama (Go's net/http) sends them with its first write.
+    headers_early: bool = field(default=False)
+
+    async def start(self) -> None:
+        """Send the response headers now (a streaming response; the body follows)."""
+        if not self.started:
+            self.started = True
+            await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
     async def write(self, body: bytes, n: int, n_text: int, *, more: bool = True) -> None:
         if not self.started:
@@ -158,6 +167,8 @@ async def run_stream(job: Job) -> None:
     malformed_done = stall_done = False
     first_emit: int | None = None
     last_emit: int | None = None
+    if job.headers_early:
+        await job.start()
     while True:
         if plan.malformed_at == sent and not malformed_done:
             malformed_done = True
