@@ -25,7 +25,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check workbench tests benchmarks
 	$(BIN)/mypy --strict workbench
-	$(BIN)/python -m pytest -q
+	# Timing checks first, in a fresh interpreter: hundreds of earlier tests leave a large heap and warm
+	# thread pools behind, which delay stamps by a millisecond at p99 and would be judged as the client's.
+	$(BIN)/python -m pytest -q -m timing
+	$(BIN)/python -m pytest -q -m "not timing"
 
 lab: $(VENV)/.installed
 	$(BIN)/workbench lab

@@ -27,6 +27,8 @@ from workbench.client import AsyncClient, Client
 from workbench.metrics import chunks_frame, itl_frame, summarize, to_frame
 from workbench.simulator import ProcessSimulator, Profile
 
+pytestmark = pytest.mark.timing
+
 MS = 1_000_000
 STREAMS = 16
 TOLERANCE_MS = 2.0
