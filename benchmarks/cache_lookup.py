@@ -225,7 +225,10 @@ def _tier_with(index: Any, dim: int) -> SemanticTier:
         def embed(self, texts: Any) -> np.ndarray:
             raise AssertionError("not used")
 
-    return SemanticTier(_DimOnly(), min_cosine=0.5, early_exit_cosine=None, index_factory=lambda d: index)
+    # verifier=None: this measures the index stage (lookup_vector has no query text to verify)
+    return SemanticTier(
+        _DimOnly(), min_cosine=0.5, verifier=None, early_exit_cosine=None, index_factory=lambda d: index
+    )
 
 
 def _fill(tier: SemanticTier, x: np.ndarray, chunk: int = 100_000) -> float:
@@ -574,7 +577,8 @@ def bench_threads(dim: int, n_entries: int, per_thread: int) -> None:
     )
     static = default_embedder()
     rng = np.random.default_rng(3)
-    tier = SemanticTier(static, min_cosine=0.9, ann_threshold=None)  # brute force, as labelled
+    # brute force, as labelled; index stage only (verifier=None) so "text" and "vector" rows compare alike
+    tier = SemanticTier(static, min_cosine=0.9, verifier=None, ann_threshold=None)
     x = _unit(rng, n_entries, dim)
     keys = [str(i) for i in range(n_entries)]
     tier.add_vectors("p", keys, keys, x)

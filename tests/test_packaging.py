@@ -50,3 +50,15 @@ def test_environment_yml_matches_pyproject() -> None:
 def test_py_typed_is_shipped() -> None:
     assert (ROOT / "workbench" / "py.typed").exists()
     assert "py.typed" in (ROOT / "pyproject.toml").read_text()
+
+
+def test_environment_yml_names_every_extra() -> None:
+    """Extras are pip-only; environment.yml lists each with its packages so conda users find them."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    text = (ROOT / "environment.yml").read_text()
+    for extra, specs in extras.items():
+        if extra == "dev":
+            continue
+        assert f"pip install -e '.[{extra}]'" in text, f"environment.yml does not name the {extra!r} extra"
+        for spec in specs:
+            assert re.sub(r"\[.*\]", "", _name(spec)) in text.lower(), f"{spec} ({extra}) missing in environment.yml"

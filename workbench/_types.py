@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
-import os
+import base64
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from workbench._exceptions import ConfigError
 
 __all__ = [
     "Backend",
     "CacheKind",
+    "Choice",
+    "ChoiceDelta",
+    "ChunkKind",
     "ChunkRecord",
     "ChunkStamps",
     "DoneEvent",
@@ -21,12 +24,15 @@ __all__ = [
     "Message",
     "Metrics",
     "ProtocolName",
+    "ReasoningDelta",
     "Request",
     "Status",
     "StreamEvent",
     "StreamResult",
     "TextDelta",
     "Timeouts",
+    "ToolCall",
+    "ToolCallDelta",
     "Usage",
     "UsageEvent",
     "new_request_id",
@@ -37,14 +43,17 @@ Endpoint = Literal["chat", "completion"]
 Status = Literal["ok", "error", "cancelled"]
 # `off`: no cache configured. `bypass`: a cache is configured but policy skipped it (e.g. temperature > 0).
 CacheKind = Literal["off", "miss", "exact", "semantic", "bypass"]
-
-_ids = itertools.count(1)
-_pid = os.getpid()
+# What a recorded chunk carried for choice 0: answer text, reasoning ("thinking") text, or a tool-call piece.
+ChunkKind = Literal["text", "reasoning", "tool_call"]
 
 
 def new_request_id() -> str:
-    """Unique within the process and across processes (pid prefix); cheap enough for hot loops."""
-    return f"req-{_pid:x}-{next(_ids)}"
+    """A random UUID as 32 bare hex digits: the one form of `X-Request-Id` every server accepts.
+
+    llama-cpp-python's server (starlette-context) answers HTTP 400 with an empty body to any X-Request-Id that
+    is not a UUID, so our own readable ids ("req-<pid>-<n>") broke every request to it. ~1 µs per request.
+    """
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,9 @@ class Backend:
     """Where requests go. `protocol="auto"` asks the server which one it speaks.
 
     The API key is sent as a header only; it is left out of repr, results and saved state.
+    Credentials in the URL (``https://user:secret@host``) are taken out of it at construction: `url` (and so
+    every result, repr, log line and error message) never holds them; they are kept in `auth` and sent as
+    HTTP Basic authorization, as httpx would have sent them (an `api_key`, when also given, wins).
     `verify` is passed to httpx: True, False, or a path to a CA bundle (the simulator gives one).
     """
 
@@ -69,21 +81,44 @@ class Backend:
     api_key: str | None = field(default=None, repr=False, compare=False)
     verify: bool | str = True
     name: str = ""
+    auth: tuple[str, str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
-                f"backend URL {self.url!r} is not an http(s) URL",
+                f"backend URL {_without_userinfo(self.url)!r} is not an http(s) URL",
                 hint="use something like http://127.0.0.1:11434 or https://api.example.com",
             )
         if self.protocol not in ("ollama", "openai", "auto"):
             raise ConfigError(f"unknown protocol {self.protocol!r}", hint="use 'ollama', 'openai' or 'auto'")
-        object.__setattr__(self, "url", self.url.rstrip("/"))
+        url = self.url
+        if "@" in parts.netloc:
+            url = _without_userinfo(url)
+            if self.auth is None:
+                user, password = unquote(parts.username or ""), unquote(parts.password or "")
+                object.__setattr__(self, "auth", (user, password))
+        object.__setattr__(self, "url", url.rstrip("/"))
 
     @property
     def label(self) -> str:
         return self.name or self.url
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header for this backend's credentials ({} without any)."""
+        if self.api_key:
+            return {"Authorization": f"Bearer {self.api_key}"}
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {token}"}
+        return {}
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +137,8 @@ class Request:
 
     `endpoint="completion"` uses `prompt` (Ollama /api/generate, OpenAI /v1/completions);
     `endpoint="chat"` uses `messages`. `options` carries anything else the server understands.
+    `id` is sent as the `X-Request-Id` header: keep the default (a bare UUID hex), since some servers
+    (llama-cpp-python) answer any other form with HTTP 400.
     """
 
     model: str
@@ -176,8 +213,50 @@ class Request:
 # positional order, keyword construction, immutability and isinstance; unlike a dataclass they also compare
 # equal to a plain tuple of the same values and unpack like one.
 class TextDelta(NamedTuple):
-    """Output text carried by one chunk. `t_ns` is the arrival stamp of the read that completed the chunk."""
+    """Output text of choice 0 carried by one chunk. `t_ns`: arrival stamp of the read that completed it."""
 
+    text: str
+    t_ns: int = 0
+
+
+class ReasoningDelta(NamedTuple):
+    """Reasoning ("thinking") text carried by one chunk, kept apart from the answer text.
+
+    From OpenAI-style `delta.reasoning_content` (vLLM, SGLang, DeepSeek, llama.cpp) or `delta.reasoning`
+    (newer vLLM, LM Studio, OpenRouter), and Ollama's `message.thinking` / `thinking`. `choice` is the choice
+    index (> 0 only for the other choices of an n > 1 request).
+    """
+
+    text: str
+    t_ns: int = 0
+    choice: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """One piece of tool call `index` of a choice, as the server sent it.
+
+    OpenAI-style servers stream a call in pieces: the first piece names it (`id`, `name`), later pieces carry
+    `arguments` fragments to be joined in order. Ollama sends each call whole, its arguments object as JSON
+    text. `StreamResult.tool_calls` holds the assembled calls.
+    """
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    t_ns: int = 0
+    choice: int = 0
+
+
+class ChoiceDelta(NamedTuple):
+    """Output text of choice `choice` >= 1 of a request that asked for several (`n > 1`).
+
+    Choice 0 is the primary one: its text comes as TextDelta and drives the metrics; the others are kept per
+    choice on `StreamResult.choices`, never mixed into the primary text.
+    """
+
+    choice: int
     text: str
     t_ns: int = 0
 
@@ -196,22 +275,59 @@ class UsageEvent:
 
 @dataclass(frozen=True, slots=True)
 class DoneEvent:
-    """End of the protocol stream (`[DONE]` or Ollama `done: true`). `server` holds server-side figures."""
+    """End of the protocol stream (`[DONE]` or Ollama `done: true`). `server` holds server-side figures.
+
+    `finish_reason` is choice 0's; `finish_reasons` holds every choice's by index, for streams that carried
+    several choices (n > 1), and is empty otherwise.
+    """
 
     finish_reason: str | None = None
     server: Mapping[str, Any] = field(default_factory=dict)
     t_ns: int = 0
+    finish_reasons: Mapping[int, str] = field(default_factory=dict)
 
 
-StreamEvent = TextDelta | UsageEvent | DoneEvent
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | ChoiceDelta | UsageEvent | DoneEvent
 
 
 class ChunkRecord(NamedTuple):
-    """One received protocol chunk (SSE event or NDJSON line), stamped on arrival (see TextDelta on why)."""
+    """One received protocol chunk (SSE event or NDJSON line) of choice 0, stamped on arrival (see TextDelta).
+
+    `text` is answer text only; a chunk that carried reasoning or a tool-call piece has `kind` "reasoning" or
+    "tool_call" and empty `text` (its content is on `StreamResult.reasoning` / `.tool_calls`).
+    """
 
     t_ns: int
     text: str
     n_bytes: int = 0
+    kind: ChunkKind = "text"
+
+    @property
+    def is_output(self) -> bool:
+        """Carried generated output (answer text, reasoning or a tool-call piece): counts as a token chunk."""
+        return bool(self.text) or self.kind != "text"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call assembled from its ToolCallDelta pieces: `arguments` is the JSON text as the model wrote it
+    (possibly incomplete if the stream was cut); `json.loads(call.arguments)` gives the object."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One choice of an n > 1 request, everything it produced."""
+
+    index: int
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str | None = None
 
 
 # ---- results ----
@@ -219,7 +335,12 @@ class ChunkRecord(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Metrics:
-    """Per-request metrics exactly as DESIGN.md defines them. Times in ms from the send stamp."""
+    """Per-request metrics exactly as DESIGN.md defines them. Times in ms from the send stamp.
+
+    Token chunks are choice 0's chunks that carried generated output: answer text, reasoning text or a
+    tool-call piece (see `workbench.metrics.recorder` for why reasoning counts). `first_text_ms` is the
+    first chunk of answer text alone: it equals `ttft_ms` unless the model reasoned or called a tool first.
+    """
 
     ttfb_ms: float | None
     ttft_ms: float | None
@@ -233,6 +354,7 @@ class Metrics:
     connect_ms: float | None
     connection_reused: bool | None
     bytes_received: int
+    first_text_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -267,6 +389,11 @@ class StreamResult:
     saved_tokens: int | None = None
     # Set when the stream was stopped: what was still received after the stop (for early_cancel).
     wasted_ms_after_stop: float | None = None
+    # Choice 0's reasoning text and assembled tool calls; `choices` holds every choice (0 included) when the
+    # stream carried several (n > 1), and is empty otherwise.
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    choices: list[Choice] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -277,6 +404,7 @@ class StreamResult:
         return self.request.id
 
     def chunk_texts(self) -> list[str]:
+        """The answer text of each chunk that carried some (reasoning and tool-call chunks left out)."""
         return [c.text for c in self.chunks if c.text]
 
 
@@ -286,18 +414,23 @@ class ChunkStamps:
     A long stream has hundreds of thousands of chunks: building a record object for each while the
     stream runs (or at its end) costs as much as parsing it, mostly in garbage collection of the
     retained objects, and most results are only reduced to metrics. Two flat lists of ints and strs are
-    invisible to the collector.
+    invisible to the collector. `kinds` stays None while every chunk is answer text (the usual stream).
     """
 
-    __slots__ = ("t_ns", "texts")
+    __slots__ = ("kinds", "t_ns", "texts")
 
-    def __init__(self, t_ns: list[int], texts: list[str]) -> None:
+    def __init__(self, t_ns: list[int], texts: list[str], kinds: list[ChunkKind] | None = None) -> None:
         self.t_ns = t_ns
         self.texts = texts
+        self.kinds = kinds
 
     def records(self) -> list[ChunkRecord]:
         new = tuple.__new__
-        return [new(ChunkRecord, (t, text, 0)) for t, text in zip(self.t_ns, self.texts, strict=True)]
+        if self.kinds is None:
+            return [new(ChunkRecord, (t, x, 0, "text")) for t, x in zip(self.t_ns, self.texts, strict=True)]
+        return [
+            new(ChunkRecord, (t, x, 0, k)) for t, x, k in zip(self.t_ns, self.texts, self.kinds, strict=True)
+        ]
 
 
 class _LazyChunks:

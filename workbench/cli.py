@@ -1,4 +1,4 @@
-"""`workbench` command line: serve | demo | bench | compare | report | lab.
+"""`workbench` command line: serve | llm | demo | bench | compare | report | lab.
 
 Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this module only
 dispatches, importing lazily so `workbench serve` does not pay for polars or altair.
@@ -11,6 +11,7 @@ import sys
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("workbench.simulator.cli", "run the embedded simulator on a port (Ollama + OpenAI protocols)"),
+    "llm": ("workbench.llm.cli", "serve a real LLM (Gemma 3 270M, llama.cpp) on a port; needs the llm extra"),
     "demo": ("workbench.demo", "stream prompts from the simulator with and without optimizations"),
     "bench": ("workbench.experiments.cli", "run an A/B or ablation benchmark and write results + report"),
     "compare": ("workbench.experiments.compare_cli", "compare two saved result files"),

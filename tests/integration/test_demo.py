@@ -42,6 +42,20 @@ def test_demo_tls_compares_variants_and_writes_results(tmp_path: Path, capsys: p
     assert set(f["round"]) == {0, 1}
 
 
+def test_demo_url_without_model_uses_the_first_model_the_server_lists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workbench.simulator import Profile, Simulator
+
+    profile = Profile.instant(models=("alpha-chat", "beta-chat"), default_tokens_min=3, default_tokens_max=3)
+    with Simulator(profile) as sim:
+        code, _, err = _run(capsys, "--url", sim.url, "--requests", "1", "--rounds", "1", "--out",
+                            str(tmp_path), "--quiet")
+    assert code == 0, err
+    f = pl.read_parquet(next(tmp_path.glob("demo-*.parquet")))
+    assert set(f["model"]) == {"alpha-chat"} and f["status"].to_list() == ["ok", "ok"]
+
+
 def test_demo_streams_first_answer_live(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(capsys, "--requests", "1", "--rounds", "1", "--no-tls", "--protocol", "openai",
                           "--out", str(tmp_path))
@@ -56,14 +70,13 @@ def test_demo_streams_first_answer_live(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_demo_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _run(capsys, "--url", "http://127.0.0.1:9")
-    assert code == 2 and "--model" in err
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    code, _, err = _run(capsys, "--url", f"http://127.0.0.1:{port}", "--model", "m", "--protocol", "ollama",
-                        "--requests", "1", "--rounds", "1", "--out", str(tmp_path), "--quiet")
-    assert code == 1 and err.startswith("workbench demo:") and "connect" in err.lower()
+    for model in (["--model", "m"], []):  # without --model the demo first asks the server for its models
+        code, _, err = _run(capsys, "--url", f"http://127.0.0.1:{port}", *model, "--protocol", "ollama",
+                            "--requests", "1", "--rounds", "1", "--out", str(tmp_path), "--quiet")
+        assert code == 1 and err.startswith("workbench demo:") and "connect" in err.lower(), err
     assert not list(tmp_path.glob("*.parquet"))
     code, _, err = _run(capsys, "--rounds", "0")
     assert code == 2 and "--rounds" in err

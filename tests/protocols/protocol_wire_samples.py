@@ -1,13 +1,28 @@
-"""Wire samples shaped like what real Ollama and OpenAI-compatible servers send."""
+"""Wire samples shaped like what real Ollama and OpenAI-compatible servers send.
+
+Generated samples below; recorded bodies of named servers are files in `wire/` (see `wire_samples`).
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from workbench._exceptions import StreamError
-from workbench._types import DoneEvent, ProtocolName, StreamEvent, TextDelta, UsageEvent
+from workbench._types import (
+    ChoiceDelta,
+    DoneEvent,
+    ProtocolName,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCallDelta,
+    UsageEvent,
+)
 from workbench.protocols import make_parser
+
+WIRE_DIR = Path(__file__).parent / "wire"
 
 TEXTS = ["Hel", "lo, ", "wörld ", "日本 ", "🎉", "!"]
 
@@ -91,6 +106,17 @@ SAMPLES: dict[str, tuple[ProtocolName, bytes]] = {
 }
 
 
+def wire_samples() -> dict[str, tuple[ProtocolName, bytes, dict[str, Any]]]:
+    """Every recorded body in wire/: name -> (protocol, body bytes, its sidecar `<name>.meta.json`)."""
+    out: dict[str, tuple[ProtocolName, bytes, dict[str, Any]]] = {}
+    for path in sorted(WIRE_DIR.iterdir()):
+        if path.suffix not in (".sse", ".ndjson"):
+            continue
+        meta = json.loads(path.with_suffix(".meta.json").read_text())
+        out[path.stem] = (meta["protocol"], path.read_bytes(), meta)
+    return out
+
+
 def run(
     protocol: ProtocolName, reads: list[bytes], *, fast: bool, close: bool = True
 ) -> tuple[list[StreamEvent], StreamError | None]:
@@ -117,10 +143,17 @@ def shape(events: list[StreamEvent]) -> list[tuple[Any, ...]]:
     for ev in events:
         if isinstance(ev, TextDelta):
             out.append(("text", ev.text))
+        elif isinstance(ev, ReasoningDelta):
+            out.append(("reasoning", ev.text, ev.choice))
+        elif isinstance(ev, ChoiceDelta):
+            out.append(("choice", ev.choice, ev.text))
+        elif isinstance(ev, ToolCallDelta):
+            out.append(("tool", ev.choice, ev.index, ev.id, ev.name, ev.arguments))
         elif isinstance(ev, UsageEvent):
             out.append(("usage", ev.usage.prompt_tokens, ev.usage.completion_tokens))
         elif isinstance(ev, DoneEvent):
-            out.append(("done", ev.finish_reason, tuple(sorted(ev.server.items()))))
+            server = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in ev.server.items()))
+            out.append(("done", ev.finish_reason, server, tuple(sorted(ev.finish_reasons.items()))))
     return out
 
 

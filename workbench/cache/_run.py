@@ -17,12 +17,23 @@ The live stream is whatever the client makes (`LiveStream`: iterable of events, 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workbench._exceptions import CancelledError, ConfigError, WorkbenchError
-from workbench._types import DoneEvent, ProtocolName, Request, StreamEvent, StreamResult, TextDelta
+from workbench._types import (
+    ChoiceDelta,
+    DoneEvent,
+    ProtocolName,
+    ReasoningDelta,
+    Request,
+    StreamEvent,
+    StreamResult,
+    TextDelta,
+    ToolCallDelta,
+)
 from workbench.cache.replay import AsyncReplay, Replay
 from workbench.cache.singleflight import AsyncFlight, AsyncSingleFlight, Flight, FlightCancelled, SingleFlight
 from workbench.cache.tiers import ResponseCache
@@ -90,6 +101,10 @@ def _stamp(rec: Recorder, ev: StreamEvent) -> None:
         t = time.perf_counter_ns()
         rec.received(len(ev.text.encode()), t)
         rec.event(TextDelta(ev.text, t))
+    elif isinstance(ev, ReasoningDelta | ChoiceDelta):  # output chunks too (they count for TTFT)
+        rec.event(ev._replace(t_ns=time.perf_counter_ns()))
+    elif isinstance(ev, ToolCallDelta):
+        rec.event(dataclasses.replace(ev, t_ns=time.perf_counter_ns()))
     else:
         rec.event(ev)
 

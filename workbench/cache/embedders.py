@@ -117,6 +117,11 @@ class WordPiece:
         self._cache: dict[str, tuple[int, ...]] = {}
         self._cache_size = cache_size
 
+    @property
+    def vocab_ids(self) -> dict[str, int]:
+        """Token -> id (read-only use: whole words without ``##`` are the vocabulary's known words)."""
+        return self._ids
+
     def _basic(self, text: str) -> list[str]:
         if text.isascii():
             # Same result as the general path for ASCII, ~20x faster: control characters (but not \t \n \r)

@@ -137,7 +137,9 @@ class ExactTier:
             self._drop(key, slot)
             return True
 
-    def clear(self) -> None:
+    def clear(self, *, all_namespaces: bool = False) -> None:
+        """Drop every entry. A memory tier belongs to one `ResponseCache`, so one namespace: the flag is
+        accepted for the tier interface and changes nothing."""
         with self._lock:
             self._data.clear()
             self._expiry.clear()

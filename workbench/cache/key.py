@@ -10,6 +10,12 @@ dict so a change of layout can never alias old entries.
 without the prompt). Two requests share a partition when they differ at most in that last user turn, so a
 semantic match can only pair prompts asked of the same backend and model, with the same parameters, system
 prompt, earlier turns and namespace.
+
+The ``backend`` that goes into a key is `backend_identity`: the normalised URL of the server (never its
+display name, so two servers both called "prod" never share an answer, and renaming one keeps its
+entries), and, when the cache is asked to (``ResponseCache(key_by_credential=True)``), a hash of the
+credential, so an answer fetched with one API key is never served to a caller holding another (a revoked
+key then reaches the server and is refused there, as it should be).
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from workbench._exceptions import ConfigError
-from workbench._types import Request
+from workbench._types import Backend, Request
 
 __all__ = [
+    "CREDENTIAL_HEADERS",
     "KEY_FIELDS",
     "KEY_VERSION",
     "TemperaturePolicy",
+    "backend_identity",
+    "credential_fingerprint",
     "is_sampled",
     "key_dict",
     "partition_key",
@@ -42,7 +52,10 @@ TemperaturePolicy = Literal["bypass", "replay"]
 KEY_FIELDS: tuple[tuple[str, str], ...] = (
     ("v", "key layout version (KEY_VERSION)"),
     ("namespace", "tenant / experiment namespace: two namespaces never share an entry"),
-    ("backend", "backend label or URL: two servers may answer differently"),
+    (
+        "backend",
+        "the server's normalised URL (+ credential hash, if asked): two servers may answer differently",
+    ),
     ("endpoint", "chat or completion"),
     ("model", "model name"),
     ("messages", "every message in order: system prompt, earlier turns, last user turn"),
@@ -165,3 +178,57 @@ def is_sampled(request: Request) -> bool:
     """
     t = request.temperature
     return t is not None and t > 0 and request.seed is None
+
+
+# Request headers that carry a credential (lower case): a client's extra headers count with its api_key.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _normalised_url(url: str) -> str:
+    """Scheme and host in lower case; the default port, credentials, fragment and a trailing ``/`` or ``/v1``
+    dropped: every spelling that the client sends to the same endpoints is one identity."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):  # the client sends /v1/... below the root either way (client._shared.base_url)
+        path = path[:-3].rstrip("/")
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def credential_fingerprint(backend: Backend, headers: Mapping[str, str] | None = None) -> str:
+    """A hash (blake2b-128, personalised) of the backend's credentials: its api_key, URL credentials and any
+    credential-carrying extra header. "" when there are none. The secret itself is never stored."""
+    material: list[str] = []
+    if backend.api_key:
+        material.append(f"key:{backend.api_key}")
+    if backend.auth is not None:
+        material.append(f"basic:{backend.auth[0]}:{backend.auth[1]}")
+    for name, value in sorted((headers or {}).items()):
+        if name.lower() in CREDENTIAL_HEADERS:
+            material.append(f"header:{name.lower()}:{value}")
+    if not material:
+        return ""
+    h = hashlib.blake2b("\n".join(material).encode(), digest_size=16, person=b"wb-credential")
+    return h.hexdigest()
+
+
+def backend_identity(
+    backend: Backend | str, *, credential: bool = False, headers: Mapping[str, str] | None = None
+) -> str:
+    """What a cache key calls the backend: its normalised URL (never its display name), plus
+    ``#credential=<hash>`` when `credential` is set and the backend has credentials."""
+    b = Backend(backend) if isinstance(backend, str) else backend
+    ident = _normalised_url(b.url)
+    if credential:
+        fp = credential_fingerprint(b, headers)
+        if fp:
+            ident += f"#credential={fp}"
+    return ident

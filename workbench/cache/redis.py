@@ -20,13 +20,14 @@ from typing import Any
 
 import redis as redis_lib
 
+from workbench._secrets import redact_url
 from workbench.cache.entry import CacheEntry
-from workbench.cache.stats import Counters
+from workbench.cache.stats import CacheTierWarning, Counters, TierHealth
 
 __all__ = ["RedisTier", "RedisUnavailableWarning"]
 
 
-class RedisUnavailableWarning(RuntimeWarning):
+class RedisUnavailableWarning(CacheTierWarning):
     """The Redis cache tier cannot be reached; lookups count as misses until it is back."""
 
 
@@ -44,12 +45,13 @@ class RedisTier:
         retry_after_s: float = 2.0,
         client: Any = None,
     ) -> None:
-        self.url = url
+        self.url = redact_url(url)  # for messages: a redis://:password@ URL keeps its password to itself
         self.namespace = namespace
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.retry_after_s = retry_after_s
         self.counters = Counters()
+        self.health = TierHealth("redis", self.counters)
         self._r: redis_lib.Redis = client or redis_lib.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
         )
@@ -74,8 +76,11 @@ class RedisTier:
             return True
         return time.monotonic() - self._last_failure >= self.retry_after_s
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, *, store: bool = False) -> None:
         self.counters.incr("errors")
+        self.health.last_error = exc
+        if store:
+            self.counters.incr("skipped")
         with self._state_lock:
             self._last_failure = time.monotonic()
             if self._down_since is not None:
@@ -127,14 +132,15 @@ class RedisTier:
         if data is not None:
             try:
                 entry = CacheEntry.from_bytes(data if isinstance(data, bytes) else data.encode())
-            except Exception:  # a foreign or corrupt value under our key: a miss, never a crash
-                self.counters.incr("errors")
+            except Exception as exc:  # a foreign or corrupt value under our key: a miss, never a crash
+                self.health.failed("decode", exc, advice="the lookup is a miss")
         if count:
             self.counters.incr("hits" if entry is not None else "misses")
         return entry
 
     def put(self, entry: CacheEntry) -> bool:
         if not self._available():
+            self.counters.incr("skipped")
             return False
         blob = entry.to_bytes()
         try:
@@ -146,7 +152,7 @@ class RedisTier:
             pipe.hincrby(self.stats_key, "stores", 1)
             pipe.execute()
         except redis_lib.RedisError as exc:
-            self._failed(exc)
+            self._failed(exc, store=True)
             return False
         self._ok()
         self.counters.incr("stores")
@@ -169,11 +175,13 @@ class RedisTier:
             return {}
         return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
-    def clear(self) -> None:
-        """Delete this namespace's entries and stats (SCAN, never KEYS: it does not block the server)."""
+    def clear(self, *, all_namespaces: bool = False) -> None:
+        """Delete this namespace's entries and stats (``all_namespaces=True``: every namespace under this
+        prefix). SCAN, never KEYS: it does not block the server."""
+        pattern = f"{self.prefix}:*" if all_namespaces else f"{self.prefix}:{self.namespace}:*"
         try:
             batch: list[Any] = []
-            for k in self._r.scan_iter(match=f"{self.prefix}:{self.namespace}:*", count=500):
+            for k in self._r.scan_iter(match=pattern, count=500):
                 batch.append(k)
                 if len(batch) >= 500:
                     self._r.delete(*batch)
@@ -209,6 +217,14 @@ class RedisTier:
         except redis_lib.RedisError as exc:
             self._failed(exc)
             return 0
+
+    def gauges(self) -> tuple[int | None, int | None]:
+        """(entries, bytes) of this namespace; None while Redis is unreachable (never a made-up 0)."""
+        if not self._available():
+            return None, None
+        errors = self.counters.get("errors")
+        n, b = len(self), self.nbytes
+        return (None, None) if self.counters.get("errors") > errors else (n, b)
 
     def _strlen(self, keys: list[Any]) -> int:
         pipe = self._r.pipeline(transaction=False)

@@ -13,20 +13,37 @@ counter of its own: it is defined as ``hits + misses``, and each lookup incremen
 
 `EventLog` is a ``collections.deque(maxlen=N)``: ``append`` is atomic and drops the oldest entry, so the
 per-lookup log is bounded and also lock-free.
+
+`TierHealth` is how a tier fails without costing an answer: each failure bumps the tier's ``errors`` counter
+and keeps the real exception (``last_error``); the first failure of each *kind* (``SQLITE_FULL``,
+``SQLITE_CORRUPT``, ``ConnectionError``, ...) per tier warns once with `CacheTierWarning`, so a full disk
+under a 10k-request run says so once, not 10k times, while a second, different problem still gets heard.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from typing import NamedTuple
 
 import polars as pl
 
-__all__ = ["COUNTERS", "Counters", "EventLog", "LookupEvent"]
+__all__ = ["COUNTERS", "CacheTierWarning", "Counters", "EventLog", "LookupEvent", "TierHealth"]
 
-COUNTERS: tuple[str, ...] = ("hits", "misses", "stores", "evictions", "expirations", "rejected", "errors")
+# `skipped`: stores a tier failed to make (disk full, read-only, corrupt, unreachable); the answer was still
+# returned to the caller. `errors` counts every failed operation of the tier (lookups and stores).
+COUNTERS: tuple[str, ...] = (
+    "hits",
+    "misses",
+    "stores",
+    "evictions",
+    "expirations",
+    "rejected",
+    "errors",
+    "skipped",
+)
 
 
 class Counters:
@@ -125,4 +142,58 @@ class EventLog:
                 "similarity": pl.Float64,
                 "lookup_us": pl.Float64,
             },
+        )
+
+
+class CacheTierWarning(RuntimeWarning):
+    """A cache tier failed (disk full, corrupt file, read-only, locked, unreachable). The request went on
+    without it: a failed lookup is a miss, a failed store is skipped. Warned once per tier and kind.
+    """
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short, stable name for what went wrong: SQLite's error name (``SQLITE_FULL``, ``SQLITE_CORRUPT``,
+    ``SQLITE_READONLY``, ``SQLITE_BUSY``, extended codes folded to their primary one), else the type name."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if isinstance(name, str) and name.startswith("SQLITE_"):
+        parts = name.split("_")
+        return "_".join(parts[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+    return type(exc).__name__
+
+
+class TierHealth:
+    """Failure bookkeeping for one tier: count, keep the last real error, warn once per kind."""
+
+    __slots__ = ("_lock", "_warned", "counters", "last_error", "tier")
+
+    def __init__(self, tier: str, counters: Counters) -> None:
+        self.tier = tier
+        self.counters = counters
+        self.last_error: BaseException | None = None
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds of failure seen so far (each warned once)."""
+        with self._lock:
+            return frozenset(self._warned)
+
+    def failed(self, op: str, exc: BaseException, *, advice: str, store: bool = False) -> None:
+        """Record a failed `op` ("lookup", "store", ...). `store=True` also counts a skipped store."""
+        self.counters.incr("errors")
+        if store:
+            self.counters.incr("skipped")
+        self.last_error = exc
+        kind = failure_kind(exc)
+        with self._lock:
+            if kind in self._warned:
+                return
+            self._warned.add(kind)
+        warnings.warn(
+            CacheTierWarning(
+                f"{self.tier} cache tier: {op} failed ({kind}: {exc}); {advice}. "
+                "further failures of this kind are only counted (stats_frame(): errors, skipped)"
+            ),
+            stacklevel=4,
         )

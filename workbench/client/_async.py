@@ -24,6 +24,7 @@ from workbench._exceptions import CancelledError, ConfigError, ConnectError, Con
 from workbench._types import Backend, ProtocolName, Request, StreamEvent, StreamResult, Timeouts
 from workbench.client._shared import (
     ERROR_BODY_LIMIT,
+    MODEL_PATHS,
     PROBES,
     Phase,
     StreamCore,
@@ -31,6 +32,8 @@ from workbench.client._shared import (
     detect_error,
     httpx_timeout,
     map_error,
+    parse_models,
+    pick_model,
     pool_limits,
     probe_result,
     request_headers,
@@ -157,6 +160,33 @@ class AsyncClient:
             if owned:
                 await http.aclose()
         raise detect_error(self.backend, seen)
+
+    async def list_models(self) -> list[str]:
+        """The model names the server lists, in its order (GET /api/tags on Ollama, /v1/models otherwise).
+
+        Raises ConfigError if the server lists none, StatusError if it refuses, ConnectError if it is down.
+        """
+        protocol = await self.detect_protocol()
+        url = url_for(self.backend, MODEL_PATHS[protocol])
+        http, owned = self._acquire()
+        try:
+            resp = await http.get(
+                url,
+                headers=request_headers(self.backend, None, self._headers),
+                timeout=httpx.Timeout(30.0, connect=self.timeouts.connect),
+            )
+        except httpx.HTTPError as exc:
+            raise map_error(exc, url=url, phase="response", timeouts=self.timeouts) from None
+        finally:
+            if owned:
+                await http.aclose()
+        if resp.status_code != 200:
+            raise status_error(resp.status_code, resp.content, method="GET", url=url)
+        return parse_models(protocol, resp.content, url)
+
+    async def default_model(self) -> str:
+        """The model to use when none is named: the first the server lists (embedding models passed over)."""
+        return pick_model(await self.list_models())
 
     def stream(self, request: Request, *, headers: Mapping[str, str] | None = None) -> AsyncStream:
         if self._cache_hook is not None:

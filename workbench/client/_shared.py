@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import httpx
+import orjson
 
 from workbench._exceptions import (
     CancelledError,
@@ -29,7 +30,6 @@ from workbench._exceptions import (
 )
 from workbench._types import (
     Backend,
-    DoneEvent,
     ProtocolName,
     Request,
     Status,
@@ -37,7 +37,6 @@ from workbench._types import (
     StreamResult,
     TextDelta,
     Timeouts,
-    UsageEvent,
 )
 from workbench.metrics.recorder import Recorder
 from workbench.optimizations import Optimizations
@@ -45,6 +44,7 @@ from workbench.protocols import Parser, make_parser, parse_completion, parse_err
 
 __all__ = [
     "ERROR_BODY_LIMIT",
+    "MODEL_PATHS",
     "PROBES",
     "Phase",
     "StreamCore",
@@ -53,6 +53,8 @@ __all__ = [
     "detect_error",
     "httpx_timeout",
     "map_error",
+    "parse_models",
+    "pick_model",
     "pool_limits",
     "probe_result",
     "request_headers",
@@ -88,8 +90,7 @@ def request_headers(
         headers["X-Request-Id"] = request_id
     if extra:
         headers.update(extra)
-    if backend.api_key:
-        headers["Authorization"] = f"Bearer {backend.api_key}"
+    headers.update(backend.auth_headers())  # api_key (Bearer) or URL credentials (Basic)
     return headers
 
 
@@ -129,6 +130,46 @@ def probe_result(protocol: ProtocolName, status: int, body: bytes) -> bool:
     if protocol == "ollama":
         return text.startswith(b"{") and b'"version"' in text
     return text.startswith(b"{") and b'"data"' in text
+
+
+# ---- model listing ----
+
+MODEL_PATHS: dict[ProtocolName, str] = {"ollama": "/api/tags", "openai": "/v1/models"}
+
+
+def parse_models(protocol: ProtocolName, body: bytes, url: str) -> list[str]:
+    """Model names, in the server's order, from Ollama's `{"models": [{"name": ...}]}` or OpenAI's
+    `{"data": [{"id": ...}]}`. Raises ConfigError when the answer is not such a list or lists none."""
+    key, field = ("models", ("name", "model")) if protocol == "ollama" else ("data", ("id",))
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        obj = None
+    entries = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"GET {url} did not answer with a model list ({key!r} missing): {parse_error_body(body, 120)!r}",
+            hint="check the URL and --protocol, or name the model yourself (--model / Request(model=...))",
+        )
+    names: list[str] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            name = next((entry[f] for f in field if isinstance(entry.get(f), str) and entry[f]), None)
+            if name is not None:
+                names.append(name)
+    if not names:
+        raise ConfigError(
+            f"GET {url} lists no models: the server has none loaded or pulled",
+            hint="pull or load a model on the server (e.g. `ollama pull llama3.2`), or name the model "
+            "yourself (--model / Request(model=...))",
+        )
+    return names
+
+
+def pick_model(names: list[str]) -> str:
+    """The model used when none is named: the first the server lists, passing over embedding models
+    (a name with "embed" in it), which cannot chat; the first of all if every one is such."""
+    return next((n for n in names if "embed" not in n.lower()), names[0])
 
 
 def detect_error(backend: Backend, seen: list[str]) -> ConfigError:
@@ -294,13 +335,7 @@ class StreamCore:
         except StreamError as exc:
             self.pending_error = exc
             return []
-        events: list[StreamEvent] = []
-        if reply.text:
-            events.append(TextDelta(reply.text, t_ns))
-        if reply.usage is not None:
-            events.append(UsageEvent(reply.usage, t_ns))
-        events.append(DoneEvent(reply.finish_reason, reply.server, t_ns))
-        return events
+        return reply.events(t_ns)
 
     def _take(self, events: list[StreamEvent]) -> list[StreamEvent]:
         if self.cancel_ns is not None:

@@ -24,6 +24,7 @@ from workbench._exceptions import CancelledError, ConfigError, ConnectError, Con
 from workbench._types import Backend, ProtocolName, Request, StreamEvent, StreamResult, Timeouts
 from workbench.client._shared import (
     ERROR_BODY_LIMIT,
+    MODEL_PATHS,
     PROBES,
     Phase,
     StreamCore,
@@ -31,6 +32,8 @@ from workbench.client._shared import (
     detect_error,
     httpx_timeout,
     map_error,
+    parse_models,
+    pick_model,
     pool_limits,
     probe_result,
     request_headers,
@@ -249,6 +252,35 @@ class Client:
                 http.close()
         raise detect_error(self.backend, seen)
 
+    # -- models --
+
+    def list_models(self) -> list[str]:
+        """The model names the server lists, in its order (GET /api/tags on Ollama, /v1/models otherwise).
+
+        Raises ConfigError if the server lists none, StatusError if it refuses, ConnectError if it is down.
+        """
+        path = MODEL_PATHS[self.protocol]
+        url = url_for(self.backend, path)
+        http, owned = self._acquire()
+        try:
+            resp = http.get(
+                url,
+                headers=request_headers(self.backend, None, self._headers),
+                timeout=httpx.Timeout(30.0, connect=self.timeouts.connect),
+            )
+        except httpx.HTTPError as exc:
+            raise map_error(exc, url=url, phase="response", timeouts=self.timeouts) from None
+        finally:
+            if owned:
+                http.close()
+        if resp.status_code != 200:
+            raise status_error(resp.status_code, resp.content, method="GET", url=url)
+        return parse_models(self.protocol, resp.content, url)
+
+    def default_model(self) -> str:
+        """The model to use when none is named: the first the server lists (embedding models passed over)."""
+        return pick_model(self.list_models())
+
     # -- requests --
 
     def stream(self, request: Request, *, headers: Mapping[str, str] | None = None) -> Stream:
@@ -296,7 +328,8 @@ class Client:
 
 
 class Stream:
-    """One request's events. Iterate it (TextDelta / UsageEvent / DoneEvent); `.result` once it ended.
+    """One request's events. Iterate it (TextDelta, and ReasoningDelta / ToolCallDelta / ChoiceDelta when the
+    server sends reasoning, tool calls or several choices; UsageEvent, DoneEvent); `.result` once it ended.
 
     `cancel()` may be called from any thread. With `early_cancel` the connection is closed at once
     (within ~TICK_S even while a read is blocked); without it the rest is read to the end and counted

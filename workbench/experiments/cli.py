@@ -26,6 +26,7 @@ from workbench.experiments.results import RunResult, sweep_table
 from workbench.experiments.runner import ablation_variants, compare
 from workbench.experiments.stats import SLO
 from workbench.experiments.workloads import Workload, available_prompt_sets
+from workbench.metrics.frames import tokens_note
 from workbench.optimizations import Optimizations
 
 __all__ = ["main", "parse_variant"]
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-parallel", type=int, help="simulator: requests served at once (others queue)")
     g.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE", help="any other Profile field")
     w = p.add_argument_group("workload")
-    w.add_argument("--model", default="sim-small")
+    w.add_argument("--model", default=None, help="model name (default: the first model the server lists)")
     w.add_argument("--prompts", default="mixed", help=f"shipped set: {', '.join(available_prompt_sets())}")
     w.add_argument("--prompts-file", help="a JSONL file of prompts (text, id, group, relation, ...)")
     w.add_argument("--synthetic", type=int, metavar="N", help="N synthetic prompts instead of a prompt set")
@@ -258,6 +259,9 @@ def _main(args: argparse.Namespace) -> int:
             _write(run, target, f"workbench bench · {arrival.label()}", args.charts)
             print(f"\n== {arrival.label()} ==")
             print(markdown_report(run))
+            note = tokens_note(run.frame)
+            if note:
+                print(f"note: {note}")
             runs.append(run)
             if args.ablation:
                 cmp = run.comparisons(metrics=["ttft_ms", "e2e_ms"], stats=["median"])

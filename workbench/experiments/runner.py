@@ -297,6 +297,14 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="req", leave=False)
 
 
+async def _listed_model(backend: Backend, timeouts: Timeouts) -> str:
+    """The server's first listed model, asked on a client of its own (no variant starts warm)."""
+    from workbench.client import AsyncClient
+
+    async with AsyncClient(backend, timeouts=timeouts) as client:
+        return await client.default_model()
+
+
 async def acompare(
     workload: Workload,
     variants: Mapping[str, Optimizations] | Sequence[Optimizations],
@@ -322,12 +330,15 @@ async def acompare(
     `arrival`: "sequential" (default), "concurrency=N" (closed loop) or "rate=R[,poisson]" (open loop from an
     absolute schedule, at most `cap` in flight). `warmup` requests per variant run first, marked
     `warmup=True` and excluded from summaries. `stop` (threading.Event or asyncio.Event) ends the run
-    promptly: in-flight streams are cancelled and no new request is sent.
+    promptly: in-flight streams are cancelled and no new request is sent. A workload without a model runs
+    on the first model the server lists.
     """
     be = Backend(backend) if isinstance(backend, str) else backend
     named = _variants(variants)
     arr = parse_arrival(arrival)
     to = timeouts or Timeouts()
+    if workload.model is None:
+        workload = workload.with_options(model=await _listed_model(be, to))
     if client_factory is None:
         from workbench.experiments.clients import make_client
 

@@ -88,10 +88,14 @@ def available_prompt_sets() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """An ordered list of prompts plus how to turn each into a `Request` (model, endpoint, limits)."""
+    """An ordered list of prompts plus how to turn each into a `Request` (model, endpoint, limits).
+
+    `model=None` (the default) means the first model the server lists: `compare()` asks the server when the
+    run starts (see `AsyncClient.default_model`) and fills it in.
+    """
 
     items: tuple[PromptItem, ...]
-    model: str = "sim-small"
+    model: str | None = None
     endpoint: Literal["chat", "completion"] = "chat"
     max_tokens: int | None = None
     # Greedy decoding by default: caches bypass sampled requests, and a benchmark wants repeatable output.
@@ -228,6 +232,11 @@ class Workload:
             "expected_cache": item.expected_cache,
             **tags,
         }
+        if self.model is None:
+            raise ConfigError(
+                "this workload names no model yet",
+                hint="pass model='...', or run it through compare(), which asks the server for one",
+            )
         max_tokens = item.max_tokens if item.max_tokens is not None else self.max_tokens
         common: dict[str, Any] = {
             "temperature": self.temperature,

@@ -1,6 +1,6 @@
 """Per-chunk stamps to per-request metrics, frames and summaries."""
 
-from workbench.metrics.frames import chunks_frame, itl_frame, load_frame, save_frame, to_frame
+from workbench.metrics.frames import chunks_frame, itl_frame, load_frame, save_frame, to_frame, tokens_note
 from workbench.metrics.recorder import Recorder, compute_metrics
 from workbench.metrics.stats import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize
 
@@ -17,4 +17,5 @@ __all__ = [
     "save_frame",
     "summarize",
     "to_frame",
+    "tokens_note",
 ]

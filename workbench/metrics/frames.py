@@ -27,6 +27,7 @@ __all__ = [
     "load_frame",
     "save_frame",
     "to_frame",
+    "tokens_note",
 ]
 
 _NS_PER_MS = 1_000_000.0
@@ -51,6 +52,8 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "saved_tokens": pl.Int64(),
     "ttfb_ms": pl.Float64(),
     "ttft_ms": pl.Float64(),
+    # first answer-text chunk: equals ttft_ms unless the model reasoned or called a tool first
+    "first_text_ms": pl.Float64(),
     "e2e_ms": pl.Float64(),
     "done_ms": pl.Float64(),
     "tpot_ms": pl.Float64(),
@@ -63,6 +66,10 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "bytes_received": pl.Int64(),
     "n_chunks": pl.Int64(),
     "text_chars": pl.Int64(),
+    "reasoning_chars": pl.Int64(),
+    "n_tool_calls": pl.Int64(),
+    # choices the stream carried when more than one (n > 1); 1 otherwise
+    "n_choices": pl.Int64(),
     "prompt_chars": pl.Int64(),
     "prompt": pl.String(),
     "wasted_ms_after_stop": pl.Float64(),
@@ -77,8 +84,11 @@ CHUNK_SCHEMA: dict[str, pl.DataType] = {
     "t_ms": pl.Float64(),
     "text_len": pl.Int64(),
     "n_bytes": pl.Int64(),
+    # "text", "reasoning" or "tool_call": what the chunk carried (reasoning and tool-call chunks have
+    # text_len 0; they are token chunks all the same, see workbench.metrics.recorder)
+    "kind": pl.String(),
     # Gap to the previous chunk of any kind; `itl_ms` is the gap to the previous token-bearing chunk,
-    # null for the first token and for chunks without text (DESIGN.md's ITL definition).
+    # null for the first token and for chunks without output (DESIGN.md's ITL definition).
     "gap_ms": pl.Float64(),
     "itl_ms": pl.Float64(),
 }
@@ -176,6 +186,7 @@ def to_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
         rows["saved_tokens"].append(r.saved_tokens)
         rows["ttfb_ms"].append(m.ttfb_ms)
         rows["ttft_ms"].append(m.ttft_ms)
+        rows["first_text_ms"].append(m.first_text_ms)
         rows["e2e_ms"].append(m.e2e_ms)
         rows["done_ms"].append(m.done_ms)
         rows["tpot_ms"].append(m.tpot_ms)
@@ -188,6 +199,9 @@ def to_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
         rows["bytes_received"].append(m.bytes_received)
         rows["n_chunks"].append(len(r.chunks))
         rows["text_chars"].append(len(r.text))
+        rows["reasoning_chars"].append(len(r.reasoning))
+        rows["n_tool_calls"].append(len(r.tool_calls))
+        rows["n_choices"].append(max(len(r.choices), 1))
         rows["prompt_chars"].append(r.request.prompt_chars)
         rows["prompt"].append(r.request.last_user_text)
         rows["wasted_ms_after_stop"].append(r.wasted_ms_after_stop)
@@ -213,7 +227,7 @@ def _with_tags(frame: pl.DataFrame, res: Sequence[StreamResult], owner: Sequence
 
 
 def chunks_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
-    """One row per received chunk: arrival time since send, text length and the gaps to earlier chunks."""
+    """One row per recorded chunk: arrival time since send, kind, text length and the gaps to earlier ones."""
     res = list(results)
     rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA}
     owner: list[int] = []
@@ -228,8 +242,9 @@ def chunks_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
             rows["t_ms"].append(_ms(c.t_ns, r.sent_ns))
             rows["text_len"].append(len(c.text))
             rows["n_bytes"].append(c.n_bytes)
+            rows["kind"].append(c.kind)
             rows["gap_ms"].append(None if prev_ns is None else _ms(c.t_ns, prev_ns))
-            if c.text:
+            if c.text or c.kind != "text":
                 rows["itl_ms"].append(None if prev_tok_ns is None else _ms(c.t_ns, prev_tok_ns))
                 prev_tok_ns = c.t_ns
             else:
@@ -253,6 +268,21 @@ def itl_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
             rows["itl_ms"].append(gap)
             owner.append(k)
     return _with_tags(pl.DataFrame(rows, schema=ITL_SCHEMA), res, owner)
+
+
+def tokens_note(frame: pl.DataFrame) -> str | None:
+    """One line saying for how many successful requests `output_tokens` was counted from chunks because the
+    server sent no usage (llama-cpp-python, TGI without include_usage, ...), or None when all had usage."""
+    if "tokens_source" not in frame.columns or frame.height == 0:
+        return None
+    ok = frame.filter(pl.col("status") == "ok") if "status" in frame.columns else frame
+    counted = ok.filter(pl.col("tokens_source") == "chunks").height
+    if counted == 0:
+        return None
+    return (
+        f"output_tokens of {counted} of {ok.height} requests counted from received chunks: the server sent "
+        "no usage (tokens_source=chunks); a chunk can carry more than one token, so tokens/s may read low"
+    )
 
 
 def _timestamp() -> str:

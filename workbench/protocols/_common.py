@@ -8,12 +8,24 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from workbench._exceptions import MalformedStreamError, StreamError
-from workbench._types import StreamEvent, Usage
+from workbench._types import (
+    Choice,
+    ChoiceDelta,
+    DoneEvent,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+)
 
 __all__ = [
     "Completion",
     "Parser",
     "PreparedRequest",
+    "arguments_text",
     "error_text",
     "malformed",
     "parse_error_body",
@@ -56,12 +68,41 @@ class PreparedRequest:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """A parsed non-streaming reply."""
+    """A parsed non-streaming reply: choice 0's fields, and every choice in `choices` if there are several."""
 
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
     server: Mapping[str, Any] = field(default_factory=dict)
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    choices: tuple[Choice, ...] = ()
+
+    def events(self, t_ns: int) -> list[StreamEvent]:
+        """The reply as the one-chunk stream a client records: the same events a streamed reply gives."""
+        out: list[StreamEvent] = []
+        for c in self.choices or (Choice(0, self.text, self.reasoning, self.tool_calls, self.finish_reason),):
+            if c.reasoning:
+                out.append(ReasoningDelta(c.reasoning, t_ns, c.index))
+            if c.text:
+                out.append(TextDelta(c.text, t_ns) if c.index == 0 else ChoiceDelta(c.index, c.text, t_ns))
+            for call in c.tool_calls:
+                out.append(ToolCallDelta(call.index, call.id, call.name, call.arguments, t_ns, c.index))
+        if self.usage is not None:
+            out.append(UsageEvent(self.usage, t_ns))
+        finishes = {c.index: c.finish_reason for c in self.choices if c.finish_reason}
+        out.append(DoneEvent(self.finish_reason, self.server, t_ns, finishes))
+        return out
+
+
+def arguments_text(value: Any) -> str:
+    """Tool-call arguments as JSON text: a string (OpenAI's form, possibly a fragment) as sent, an object
+    (Ollama's form) as compact JSON in the server's key order, nothing as ""."""
+    if value is None:
+        return ""
+    if type(value) is str:
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def snippet(data: bytes | bytearray | memoryview | str, limit: int = SNIPPET_BYTES) -> str:

@@ -1,7 +1,11 @@
 """Ollama's native protocol: request bodies, NDJSON stream parsers (fast and baseline), replies. No I/O.
 
-One JSON object per line. Text is in `message.content` (/api/chat) or `response` (/api/generate); the last
-object has `done: true`, may itself carry text, and holds the server's counts and nanosecond durations.
+One JSON object per line. Text is in `message.content` (/api/chat) or `response` (/api/generate), reasoning
+("thinking" models, `think: true`) in `message.thinking` / `thinking` -> ReasoningDelta, tool calls whole in
+`message.tool_calls` (arguments as an object) -> one ToolCallDelta each, numbered in stream order. The last
+object has `done: true` and `done_reason` (stop, length; `load` / `unload` when a request with no messages
+only loads or unloads the model for `keep_alive`), may itself carry text, and holds the server's counts and
+nanosecond durations (`load_duration` is the model load a cold request paid). Unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -18,8 +22,25 @@ except ImportError:  # pragma: no cover
     msgspec = None  # type: ignore[assignment]
 
 from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError, TruncatedStreamError
-from workbench._types import DoneEvent, Request, StreamEvent, TextDelta, Usage, UsageEvent
-from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed, snippet
+from workbench._types import (
+    DoneEvent,
+    ReasoningDelta,
+    Request,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+)
+from workbench.protocols._common import (
+    Completion,
+    PreparedRequest,
+    arguments_text,
+    error_text,
+    malformed,
+    snippet,
+)
 from workbench.protocols._lines import LineDecoder
 
 __all__ = [
@@ -79,25 +100,46 @@ def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
     return PreparedRequest("POST", path, body)
 
 
-# The fast path's schema: only what an ordinary text chunk needs. A field of another type (content not a
-# string, message not an object, ...) is a schema error there, and the read goes to the orjson path.
+# The fast path's schemas: only what an ordinary chunk needs. A field of another type (content not a string,
+# message not an object, ...) is a schema error there, and the read goes on to the next path. Lean: a text
+# chunk, where a `thinking` string is a schema error too, so text streams pay nothing for it; thinking: the
+# same with `thinking` read. Tool calls (rare, sent whole) are left to the orjson path: any `tool_calls` key
+# but null is a schema error in both.
 if msgspec is not None:
+
+    _Absent = msgspec.UnsetType | None
 
     class _Message(msgspec.Struct, gc=False):
         content: str | None = None
+        thinking: _Absent = msgspec.UNSET
+        tool_calls: _Absent = msgspec.UNSET
 
     class _Chunk(msgspec.Struct, gc=False):
         message: _Message | None = None
         response: str | None = None
+        thinking: _Absent = msgspec.UNSET
         # A `done: true` line (which carries the server's figures) and an `error` key with any value at
         # all (UnsetType matches no JSON value) are schema errors, so the orjson path handles them.
         done: Literal[False] = False
         error: msgspec.UnsetType = msgspec.UNSET
 
+    class _ThinkingMessage(msgspec.Struct, gc=False):
+        content: str | None = None
+        thinking: str | None = None
+        tool_calls: _Absent = msgspec.UNSET
+
+    class _ThinkingChunk(msgspec.Struct, gc=False):
+        message: _ThinkingMessage | None = None
+        response: str | None = None
+        thinking: str | None = None
+        done: Literal[False] = False
+        error: msgspec.UnsetType = msgspec.UNSET
+
     _decode: Callable[[bytes], _Chunk] | None = msgspec.json.Decoder(_Chunk).decode
+    _decode_thinking: Callable[[bytes], _ThinkingChunk] | None = msgspec.json.Decoder(_ThinkingChunk).decode
     _DecodeErrors: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
 else:  # pragma: no cover - msgspec is a dependency; the per-line orjson path works without it
-    _decode = None
+    _decode = _decode_thinking = None
     _DecodeErrors = ()
 
 
@@ -109,6 +151,44 @@ def _server(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: obj[k] for k in SERVER_FIELDS if k in obj}
 
 
+_NO_CALLS: list[Any] = []  # shared, never mutated
+
+
+def _parts(obj: Mapping[str, Any], line: bytes | bytearray | str) -> tuple[str | None, str | None, list[Any]]:
+    """(text, thinking, tool calls) of a line: from `message` on /api/chat, the top level on /api/generate.
+
+    The one place both dict paths read a line's output, so they decide alike (the msgspec path reads the
+    same fields through its schema); a text or thinking that is not a string is a malformed line.
+    """
+    msg = obj.get("message")
+    if type(msg) is dict:
+        text, thinking, calls = msg.get("content"), msg.get("thinking"), msg.get("tool_calls")
+    else:
+        text, thinking, calls = obj.get("response"), obj.get("thinking"), None
+    if text is not None and type(text) is not str:
+        raise malformed("Ollama NDJSON line (text is not a string)", line)
+    if thinking is not None and type(thinking) is not str:
+        raise malformed("Ollama NDJSON line (thinking is not a string)", line)
+    if calls is None:
+        return text, thinking, _NO_CALLS
+    if type(calls) is not list or not all(type(c) is dict for c in calls):
+        raise malformed("Ollama NDJSON line (message.tool_calls is not a list of objects)", line)
+    return text, thinking, calls
+
+
+def _call(call: Mapping[str, Any], line: bytes | bytearray | str) -> tuple[str | None, str | None, str]:
+    """(id, name, arguments as JSON text) of one whole Ollama tool call."""
+    fn = call.get("function")
+    if fn is None:
+        fn = {}
+    elif type(fn) is not dict:
+        raise malformed("Ollama NDJSON line (tool call function is not an object)", line)
+    name, cid = fn.get("name"), call.get("id")
+    if name is not None and type(name) is not str:
+        raise malformed("Ollama NDJSON line (tool call name is not a string)", line)
+    return (None if cid is None else str(cid)) or None, name or None, arguments_text(fn.get("arguments"))
+
+
 class _Base:
     """Shared end-of-stream and error-stashing logic.
 
@@ -116,11 +196,12 @@ class _Base:
     events before it are not lost; the client checks `.error` after each feed to raise it at once.
     """
 
-    __slots__ = ("_done", "_error")
+    __slots__ = ("_calls", "_done", "_error")
 
     def __init__(self) -> None:
         self._done = False
         self._error: StreamError | None = None
+        self._calls = 0  # tool calls seen so far: Ollama sends each whole, numbered here in stream order
 
     @property
     def done(self) -> bool:
@@ -140,6 +221,25 @@ class _Base:
         if self._error is not None:
             raise self._error
 
+    def _output(
+        self,
+        text: str | None,
+        thinking: str | None,
+        calls: list[Any],
+        t_ns: int,
+        events: list[StreamEvent],
+        line: bytes | bytearray | str,
+    ) -> None:
+        """A line's output as events: thinking first, then text, then one ToolCallDelta per whole call."""
+        if thinking:
+            events.append(ReasoningDelta(thinking, t_ns))
+        if text:
+            events.append(TextDelta(text, t_ns))
+        for call in calls:
+            cid, name, args = _call(call, line)
+            events.append(ToolCallDelta(self._calls, cid, name, args, t_ns))
+            self._calls += 1
+
     @staticmethod
     def _cut(line: bytes | bytearray | str) -> TruncatedStreamError:
         return TruncatedStreamError(f"the Ollama stream was cut in the middle of a line: {snippet(line)}")
@@ -155,10 +255,11 @@ class FastParser(_Base):
 
     Fast path: the complete lines of a read are split at once and decoded by msgspec (mapped in C) into a
     schema of just the fields a chunk's text needs (msgspec still validates every byte of JSON, it only
-    skips building objects for the fields we never read). Anything unusual in the read (a blank line, a
-    decode or schema error, non-UTF-8 bytes, an `error` or `done` object) sends the whole read down the
-    per-line orjson path, which decides exactly as before, so errors are reported per line and
-    `done` lines keep their figures. Without msgspec installed, every read takes the per-line path.
+    skips building objects for the fields we never read); a read with thinking in it is decoded again by
+    the thinking schema. Anything unusual in the read (a blank line, a decode or schema error, non-UTF-8
+    bytes, an `error` or `done` object, tool calls) sends the whole read down the per-line orjson path,
+    which decides as the baseline does, so errors are reported per line and `done` lines keep their
+    figures. Without msgspec installed, every read takes the per-line path.
     One known difference: a number too large for a float (1e999) in a field the parser never reads is
     accepted here, as the baseline's json.loads accepts it, where orjson rejected the line.
     """
@@ -210,15 +311,34 @@ class FastParser(_Base):
             # msgspec's decode_lines is not used: it reads whitespace-separated values, not lines
             chunks = list(map(_decode, lines))
         except _DecodeErrors:
+            return FastParser._thinking(lines, t_ns)
+        new = tuple.__new__
+        # a comprehension: the per-line path of a fast stream (text from /api/chat or /api/generate)
+        return [
+            new(TextDelta, (text, t_ns))
+            for c in chunks
+            if (text := (m.content if (m := c.message) is not None else c.response))
+        ]
+
+    @staticmethod
+    def _thinking(lines: list[bytes], t_ns: int) -> list[StreamEvent] | None:
+        """A read with thinking in it (a thinking model, `think: true`), by the thinking schema."""
+        assert _decode_thinking is not None
+        try:
+            chunks = list(map(_decode_thinking, lines))
+        except _DecodeErrors:
             return None
         events: list[StreamEvent] = []
-        append = events.append
-        new = tuple.__new__
         for c in chunks:
             msg = c.message
-            text = msg.content if msg is not None else c.response
+            if msg is not None:
+                text, thinking = msg.content, msg.thinking
+            else:
+                text, thinking = c.response, c.thinking
+            if thinking:
+                events.append(ReasoningDelta(thinking, t_ns))
             if text:
-                append(new(TextDelta, (text, t_ns)))
+                events.append(TextDelta(text, t_ns))
         return events
 
     def _lines(self, block: bytes | bytearray, t_ns: int, events: list[StreamEvent]) -> None:
@@ -241,10 +361,8 @@ class FastParser(_Base):
             raise malformed("Ollama NDJSON line (not an object)", line)
         if "error" in obj:
             raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
-        msg = obj.get("message")
-        text = msg.get("content") if type(msg) is dict else obj.get("response")
-        if text:
-            events.append(TextDelta(text, t_ns))
+        text, thinking, calls = _parts(obj, line)
+        self._output(text, thinking, calls, t_ns, events, line)
         if obj.get("done"):
             self._done = True
             events.append(UsageEvent(_usage(obj), t_ns))
@@ -295,10 +413,12 @@ class BaselineParser(_Base):
                 continue
             try:
                 chunk = self._chunk(line)
+                if chunk["thinking"] or chunk["tool_calls"]:
+                    self._output(chunk["text"], chunk["thinking"], chunk["tool_calls"], t_ns, events, line)
+                elif chunk["text"]:
+                    events.append(TextDelta(chunk["text"], t_ns))
             except StreamError as exc:
                 return self._fail(exc, events)
-            if chunk["text"]:
-                events.append(TextDelta(chunk["text"], t_ns))
             if chunk["done"]:
                 self._done = True
                 events.append(UsageEvent(chunk["usage"], t_ns))
@@ -315,15 +435,17 @@ class BaselineParser(_Base):
             raise malformed("Ollama NDJSON line (not an object)", line)
         if "error" in obj:
             raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
-        message = obj.get("message") or {}
+        message = obj.get("message")
+        text, thinking, calls = _parts(obj, line)
         done = bool(obj.get("done", False))
         # the per-chunk record a typical client builds (cf. ollama-python's ChatResponse objects)
         return {
             "model": obj.get("model"),
             "created_at": obj.get("created_at"),
             "role": message.get("role") if isinstance(message, dict) else None,
-            "text": (message.get("content") if isinstance(message, dict) and message else obj.get("response"))
-            or "",
+            "text": text,
+            "thinking": thinking,
+            "tool_calls": calls,
             "done": done,
             "done_reason": obj.get("done_reason"),
             "usage": _usage(obj) if done else None,
@@ -353,7 +475,7 @@ class BaselineParser(_Base):
 
 
 def parse_completion(body: bytes) -> Completion:
-    """A non-streaming /api/chat or /api/generate reply."""
+    """A non-streaming /api/chat or /api/generate reply (text, thinking, tool calls, server figures)."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -362,8 +484,12 @@ def parse_completion(body: bytes) -> Completion:
         raise malformed("Ollama reply (not an object)", body)
     if "error" in obj:
         raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
-    msg = obj.get("message")
-    text = (msg.get("content") if isinstance(msg, dict) else obj.get("response")) or ""
-    if not isinstance(text, str):
-        raise MalformedStreamError(f"Ollama reply text is not a string: {type(text).__name__}")
-    return Completion(text=text, finish_reason=obj.get("done_reason"), usage=_usage(obj), server=_server(obj))
+    text, thinking, calls = _parts(obj, body)
+    return Completion(
+        text=text or "",
+        finish_reason=obj.get("done_reason"),
+        usage=_usage(obj),
+        server=_server(obj),
+        reasoning=thinking or "",
+        tool_calls=tuple(ToolCall(j, *_call(c, body)) for j, c in enumerate(calls)),
+    )

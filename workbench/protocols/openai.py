@@ -1,15 +1,29 @@
-"""OpenAI-compatible protocol (OpenAI, vLLM, llama.cpp, Ollama's /v1): bodies, SSE parsers, replies. No I/O.
+"""OpenAI-compatible protocol (OpenAI, vLLM, SGLang, TGI, llama.cpp, LM Studio, Ollama /v1): bodies, parsers.
 
-Each SSE event's data is one JSON chunk; the stream ends with `data: [DONE]`. The first chat chunk carries
-only the role (never a token), `finish_reason` arrives on the last choice chunk, and with
-`stream_options.include_usage` a final chunk with `choices: []` carries the usage.
+Each SSE event's data is one JSON chunk; the stream ends with `data: [DONE]`. What real servers send, and
+what becomes of it (tests/protocols/wire/ holds one recorded body per server):
+
+- text in `choices[i].delta.content` (chat) or `choices[i].text` (completions) -> TextDelta (choice 0) or
+  ChoiceDelta (the other choices of an n > 1 request: kept apart, never mixed into choice 0's text);
+- reasoning in `delta.reasoning_content` (vLLM, SGLang, DeepSeek, llama.cpp) or `delta.reasoning` (newer
+  vLLM, LM Studio, OpenRouter) -> ReasoningDelta (one text when a chunk carries both fields);
+- tool calls in `delta.tool_calls[j]` pieces (index, id, function.name, function.arguments fragment)
+  -> ToolCallDelta. TGI 2.x sends one object instead of a list; llama-cpp-python repeats id and name on
+  every piece; the legacy `delta.function_call` duplicates `tool_calls` there and is not read;
+- the role-only first chunk, `logprobs`, `obfuscation`, `system_fingerprint`, `stop_reason`, `service_tier`
+  and any unknown field carry nothing for us;
+- `finish_reason` (stop, length, tool_calls, content_filter, ...) on a choice's last chunk;
+- usage in a last chunk with `choices: []` (`stream_options.include_usage`), on the finish chunk, on every
+  chunk (vLLM's continuous usage: the last one wins), or nowhere (llama-cpp-python: the recorder then
+  counts tokens by chunks, `tokens_source="chunks"`);
+- llama.cpp's `timings` object -> DoneEvent.server["timings"] (its own prompt and generation timing).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import orjson
 
@@ -19,14 +33,29 @@ except ImportError:  # pragma: no cover
     msgspec = None  # type: ignore[assignment]
 
 from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError, TruncatedStreamError
-from workbench._types import DoneEvent, Request, StreamEvent, TextDelta, Usage, UsageEvent
-from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed
+from workbench._types import (
+    Choice,
+    ChoiceDelta,
+    DoneEvent,
+    ReasoningDelta,
+    Request,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageEvent,
+)
+from workbench.protocols._common import Completion, PreparedRequest, arguments_text, error_text, malformed
 from workbench.protocols._lines import LineDecoder
 from workbench.protocols.sse import SSEFramer, TextSSEFramer
 
 __all__ = ["BaselineParser", "FastParser", "build_request", "parse_completion"]
 
 _DONE = b"[DONE]"
+# (index, id, name, arguments) of one tool-call piece
+_Piece = tuple[int, str | None, str | None, str]
+_NO_PIECES: list[_Piece] = []  # shared, never mutated
 
 
 def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
@@ -55,14 +84,51 @@ def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
     return PreparedRequest("POST", path, body)
 
 
-# The fast path's schema: only what an ordinary chunk needs (see ollama.py). A field of another type is a
-# schema error there, and the read goes to the orjson path, which decides exactly as it always did.
+# The fast path's schemas. A field of another type than declared is a schema error, and the read goes on to
+# the next path; the orjson path at the end decides (and reports malformed chunks) exactly as the baseline.
+# Lean: the usual chunk (one choice, choice 0, answer text only), exactly what an ordinary text chunk needs,
+# so text streams pay next to nothing for the rest: any delta key but content and role (reasoning, tool calls,
+# refusal, ...), timings (any value but null), a choice index other than 0 and several choices are schema
+# errors there. Rich: every field events come from.
 if msgspec is not None:
+
+    _Absent = msgspec.UnsetType | None
+
+    class _LeanDelta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+        content: str | None = None
+        role: Literal["assistant"] | None = None
+
+    class _LeanChoice(msgspec.Struct, gc=False):
+        index: Literal[0] | None = None
+        delta: _LeanDelta | None = None
+        text: str | None = None
+        finish_reason: str | None = None
+
+    class _LeanChunk(msgspec.Struct, gc=False):
+        choices: Annotated[list[_LeanChoice], msgspec.Meta(max_length=1)] | None = None
+        usage: dict[str, Any] | None = None
+        timings: _Absent = msgspec.UNSET
+        # an `error` key with any value at all (UnsetType matches no JSON value) is a schema error, so the
+        # orjson path judges it (`"error": null` is no error there)
+        error: msgspec.UnsetType = msgspec.UNSET
+
+    class _Function(msgspec.Struct, gc=False):
+        name: str | None = None
+        arguments: str | None = None
+
+    class _Tool(msgspec.Struct, gc=False):
+        index: int | None = None
+        id: str | None = None
+        function: _Function | None = None
 
     class _Delta(msgspec.Struct, gc=False):
         content: str | None = None
+        reasoning_content: str | None = None
+        reasoning: str | None = None
+        tool_calls: list[_Tool] | None = None
 
     class _Choice(msgspec.Struct, gc=False):
+        index: int | None = None
         delta: _Delta | None = None
         text: str | None = None
         finish_reason: str | None = None
@@ -70,12 +136,14 @@ if msgspec is not None:
     class _Chunk(msgspec.Struct, gc=False):
         choices: list[_Choice] | None = None
         usage: dict[str, Any] | None = None
-        error: Any = None
+        timings: dict[str, Any] | None = None
+        error: msgspec.UnsetType = msgspec.UNSET
 
-    _decode: Callable[[bytes], _Chunk] | None = msgspec.json.Decoder(_Chunk).decode
+    _decode: Callable[[bytes], _LeanChunk] | None = msgspec.json.Decoder(_LeanChunk).decode
+    _decode_rich: Callable[[bytes], _Chunk] | None = msgspec.json.Decoder(_Chunk).decode
     _DecodeErrors: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
 else:  # pragma: no cover - msgspec is a dependency; the per-payload orjson path works without it
-    _decode = None
+    _decode = _decode_rich = None
     _DecodeErrors = ()
 
 
@@ -83,16 +151,112 @@ def _usage(obj: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=obj.get("prompt_tokens"), completion_tokens=obj.get("completion_tokens"))
 
 
-class _Base:
-    """End-of-stream state, the remembered finish_reason, and error stashing (see ollama._Base)."""
+def _index(value: Any, position: int) -> int:
+    """A choice's or tool call's `index`; its position in the list when the server left it out."""
+    return value if type(value) is int and value >= 0 else position
 
-    __slots__ = ("_done", "_error", "_finish", "_server")
+
+def _text(value: Any, what: str, payload: bytes | str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise malformed(f"OpenAI SSE chunk ({what} is not a string)", payload)
+
+
+def _pieces(calls: Any, payload: bytes | str) -> list[_Piece]:
+    """`delta.tool_calls` (a list, or TGI 2.x's single object) as (index, id, name, arguments) pieces."""
+    if calls is None:
+        return []
+    if type(calls) is dict:
+        calls = [calls]
+    elif type(calls) is not list:
+        raise malformed("OpenAI SSE chunk (delta.tool_calls is not a list)", payload)
+    out: list[_Piece] = []
+    for j, call in enumerate(calls):
+        if type(call) is not dict:
+            raise malformed("OpenAI SSE chunk (a tool call is not an object)", payload)
+        fn = call.get("function")
+        if fn is None:
+            fn = {}
+        elif type(fn) is not dict:
+            raise malformed("OpenAI SSE chunk (tool call function is not an object)", payload)
+        cid = call.get("id")
+        out.append(
+            (
+                _index(call.get("index"), j),
+                None if cid is None else str(cid),
+                _text(fn.get("name"), "tool call name", payload),
+                arguments_text(fn.get("arguments")),
+            )
+        )
+    return out
+
+
+def _record(obj: dict[str, Any], payload: bytes | str) -> dict[str, Any]:
+    """The per-chunk record a typical client builds (cf. openai-python's ChatCompletionChunk), checked.
+
+    The one place the dict paths (FastParser's orjson fallback, BaselineParser) read a chunk, so both
+    decide alike; the msgspec path reads the same fields through its schemas. Each choice becomes
+    (index, role, text, reasoning, tool-call pieces, finish_reason).
+    """
+    if obj.get("error"):
+        raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
+    raw = obj.get("choices")
+    choices: list[tuple[int, Any, str | None, str | None, list[_Piece], str | None]] = []
+    if raw:
+        if type(raw) is not list:
+            raise malformed("OpenAI SSE chunk (choices is not a list)", payload)
+        for pos, ch in enumerate(raw):
+            if type(ch) is not dict:
+                raise malformed("OpenAI SSE chunk (a choice is not an object)", payload)
+            delta = ch.get("delta")
+            if delta is None:
+                role, text, reasoning, pieces = None, ch.get("text"), None, _NO_PIECES
+            elif type(delta) is dict:
+                role, text = delta.get("role"), delta.get("content")
+                rc, r = delta.get("reasoning_content"), delta.get("reasoning")
+                if (rc is not None and type(rc) is not str) or (r is not None and type(r) is not str):
+                    raise malformed("OpenAI SSE chunk (delta reasoning is not a string)", payload)
+                reasoning = rc or r
+                calls = delta.get("tool_calls")
+                pieces = _NO_PIECES if calls is None else _pieces(calls, payload)
+            else:
+                raise malformed("OpenAI SSE chunk (delta is not an object)", payload)
+            if text is not None and type(text) is not str:
+                raise malformed("OpenAI SSE chunk (text is not a string)", payload)
+            i, finish = ch.get("index"), ch.get("finish_reason")
+            choices.append(
+                (
+                    i if type(i) is int and i >= 0 else pos,
+                    role,
+                    text,
+                    reasoning,
+                    pieces,
+                    finish if type(finish) is str else None,
+                )
+            )
+    usage, timings = obj.get("usage"), obj.get("timings")
+    return {
+        "id": obj.get("id"),
+        "model": obj.get("model"),
+        "choices": choices,
+        "usage": _usage(usage) if usage and type(usage) is dict else None,
+        "timings": timings if timings and type(timings) is dict else None,
+    }
+
+
+class _Base:
+    """End-of-stream state, finish reasons, server figures and error stashing (see ollama._Base)."""
+
+    __slots__ = ("_done", "_error", "_finish", "_finishes", "_multi", "_server", "_timings")
 
     def __init__(self) -> None:
         self._done = False
         self._error: StreamError | None = None
         self._finish: str | None = None
+        self._finishes: dict[int, str] = {}
+        self._multi = False
         self._server: dict[str, Any] = {}
+        self._timings: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
@@ -112,9 +276,57 @@ class _Base:
         if self._error is not None:
             raise self._error
 
+    def _choice(
+        self,
+        index: int,
+        text: str | None,
+        reasoning: str | None,
+        pieces: list[_Piece],
+        finish: str | None,
+        t_ns: int,
+        events: list[StreamEvent],
+    ) -> None:
+        """One choice's part of a chunk, as events: reasoning first, then text, then tool-call pieces."""
+        if index:
+            self._multi = True
+            if reasoning:
+                events.append(ReasoningDelta(reasoning, t_ns, index))
+            if text:
+                events.append(ChoiceDelta(index, text, t_ns))
+        else:
+            if reasoning:
+                events.append(ReasoningDelta(reasoning, t_ns))
+            if text:
+                events.append(TextDelta(text, t_ns))
+        for j, cid, name, args in pieces:
+            if cid or name or args:
+                events.append(ToolCallDelta(j, cid or None, name or None, args, t_ns, index))
+        if finish:
+            self._finishes[index] = finish
+            if not index:
+                self._finish = finish
+
+    def _emit(self, rec: dict[str, Any], t_ns: int, events: list[StreamEvent]) -> None:
+        """Events from a `_record`."""
+        for index, _, text, reasoning, pieces, finish in rec["choices"]:
+            if index or reasoning or pieces:
+                self._choice(index, text, reasoning, pieces, finish, t_ns, events)
+                continue
+            if text:
+                events.append(TextDelta(text, t_ns))
+            if finish:
+                self._choice(0, None, None, _NO_PIECES, finish, t_ns, events)
+        if rec["usage"] is not None:
+            events.append(UsageEvent(rec["usage"], t_ns))
+        if rec["timings"] is not None:
+            self._timings = rec["timings"]
+
     def _end(self, t_ns: int) -> DoneEvent:
         self._done = True
-        return DoneEvent(self._finish, dict(self._server), t_ns)
+        server = dict(self._server)
+        if self._timings is not None:
+            server["timings"] = self._timings
+        return DoneEvent(self._finish, server, t_ns, dict(self._finishes) if self._multi else {})
 
     def _close(self) -> None:
         self._check()
@@ -122,6 +334,10 @@ class _Base:
             raise TruncatedStreamError(
                 "the OpenAI stream ended before `data: [DONE]` (connection closed early)"
             )
+
+
+def _first(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: obj[k] for k in ("id", "model", "created") if k in obj}
 
 
 class FastParser(_Base):
@@ -144,13 +360,13 @@ class FastParser(_Base):
         return self._payloads(payloads, t_ns) if events is None else events
 
     def _fast(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent] | None:
-        """The read's events if every payload is an ordinary chunk, else None (state untouched).
+        """The read's events if every payload decodes by a msgspec schema, else None (state untouched).
 
-        Each payload is decoded by msgspec into a schema of just the fields an ordinary chunk needs
-        (see ollama.FastParser); `[DONE]`, error objects, schema surprises, non-UTF-8 bytes and the
-        first chunk (whose id, model and created are kept) go to the per-payload orjson path. As there,
-        a number too large for a float (1e999) in a field never read is accepted (json.loads, the
-        baseline, accepts it too), where orjson rejected the chunk.
+        Each payload is decoded by the lean schema (see above), the whole read by the rich one if a payload
+        does not fit it (see ollama.FastParser); `[DONE]`, error objects, schema surprises, non-UTF-8 bytes
+        and the first chunk (whose id, model and created are kept) go to the per-payload orjson path. As
+        there, a number too large for a float (1e999) in a field never read is accepted (json.loads, the
+        baseline, accepts it too), where orjson rejected it.
         """
         assert _decode is not None
         if not self._server:
@@ -165,26 +381,54 @@ class FastParser(_Base):
         try:
             chunks = list(map(_decode, payloads))
         except _DecodeErrors:
-            return None
+            return self._rich(payloads, t_ns)
         events: list[StreamEvent] = []
         append = events.append
         new = tuple.__new__
-        finish = self._finish
         for c in chunks:
-            if c.error:
-                return None
             choices = c.choices
             if choices:
+                # the lean schema admits one choice, choice 0, answer text only
                 choice = choices[0]
                 delta = choice.delta
                 text = delta.content if delta is not None else choice.text
                 if text:
                     append(new(TextDelta, (text, t_ns)))
                 if choice.finish_reason:
-                    finish = choice.finish_reason
+                    self._choice(0, None, None, _NO_PIECES, choice.finish_reason, t_ns, events)
             if c.usage:
                 append(UsageEvent(_usage(c.usage), t_ns))
-        self._finish = finish
+        return events
+
+    def _rich(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent] | None:
+        """A read with reasoning, tool calls, several choices or timings: every field, by the rich schema."""
+        assert _decode_rich is not None
+        try:
+            chunks = list(map(_decode_rich, payloads))
+        except _DecodeErrors:
+            return None
+        events: list[StreamEvent] = []
+        for c in chunks:
+            for pos, ch in enumerate(c.choices or ()):
+                d = ch.delta
+                if d is None:
+                    text, reasoning, pieces = ch.text, None, _NO_PIECES
+                else:
+                    text, reasoning = d.content, d.reasoning_content or d.reasoning
+                    pieces = [
+                        (
+                            _index(tc.index, j),
+                            tc.id,
+                            None if tc.function is None else tc.function.name,
+                            "" if tc.function is None else (tc.function.arguments or ""),
+                        )
+                        for j, tc in enumerate(d.tool_calls or ())
+                    ]
+                self._choice(_index(ch.index, pos), text, reasoning, pieces, ch.finish_reason, t_ns, events)
+            if c.usage:
+                events.append(UsageEvent(_usage(c.usage), t_ns))
+            if c.timings:
+                self._timings = c.timings
         return events
 
     def _payloads(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent]:
@@ -206,23 +450,10 @@ class FastParser(_Base):
             raise malformed("OpenAI SSE chunk", payload, exc) from None
         if type(obj) is not dict:
             raise malformed("OpenAI SSE chunk (not an object)", payload)
-        if obj.get("error"):
-            raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
+        rec = _record(obj, payload)
         if not self._server and "id" in obj:
-            self._server = {k: obj[k] for k in ("id", "model", "created") if k in obj}
-        choices = obj.get("choices")
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta")
-            text = delta.get("content") if delta is not None else choice.get("text")
-            if text:
-                events.append(TextDelta(text, t_ns))
-            reason = choice.get("finish_reason")
-            if reason:
-                self._finish = reason
-        usage = obj.get("usage")
-        if usage:
-            events.append(UsageEvent(_usage(usage), t_ns))
+            self._server = _first(obj)
+        self._emit(rec, t_ns, events)
 
     def flush(self, t_ns: int = 0) -> list[StreamEvent]:
         self._check()
@@ -237,7 +468,7 @@ class FastParser(_Base):
 
 
 class BaselineParser(_Base):
-    """What a typical client does: iter_lines-style decoding, SSE fields on str, json.loads, a dict each."""
+    """What a typical client does: iter_lines-style decoding, SSE fields on str, json.loads, a record each."""
 
     __slots__ = ("_lines", "_sse")
 
@@ -259,41 +490,22 @@ class BaselineParser(_Base):
                 events.append(self._end(t_ns))
                 break
             try:
-                chunk = self._chunk(payload)
+                self._chunk(payload, t_ns, events)
             except StreamError as exc:
                 return self._fail(exc, events)
-            if chunk["text"]:
-                events.append(TextDelta(chunk["text"], t_ns))
-            if chunk["finish_reason"]:
-                self._finish = chunk["finish_reason"]
-            if chunk["usage"] is not None:
-                events.append(UsageEvent(chunk["usage"], t_ns))
         return events
 
-    def _chunk(self, payload: str) -> dict[str, Any]:
+    def _chunk(self, payload: str, t_ns: int, events: list[StreamEvent]) -> None:
         try:
             obj = json.loads(payload)
         except ValueError as exc:
             raise malformed("OpenAI SSE chunk", payload, exc) from None
         if not isinstance(obj, dict):
             raise malformed("OpenAI SSE chunk (not an object)", payload)
-        if obj.get("error"):
-            raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
+        rec = _record(obj, payload)
         if not self._server and "id" in obj:
-            self._server = {k: obj[k] for k in ("id", "model", "created") if k in obj}
-        choices = obj.get("choices") or []
-        choice = choices[0] if choices else {}
-        delta = choice.get("delta")
-        usage = obj.get("usage")
-        # the per-chunk record a typical client builds (cf. openai-python's ChatCompletionChunk)
-        return {
-            "id": obj.get("id"),
-            "model": obj.get("model"),
-            "role": delta.get("role") if delta else None,
-            "text": (delta.get("content") if delta is not None else choice.get("text")) or "",
-            "finish_reason": choice.get("finish_reason"),
-            "usage": _usage(usage) if usage else None,
-        }
+            self._server = _first(obj)
+        self._emit(rec, t_ns, events)
 
     def flush(self, t_ns: int = 0) -> list[StreamEvent]:
         self._check()
@@ -309,8 +521,14 @@ class BaselineParser(_Base):
         return events
 
 
+def _calls(message: Mapping[str, Any], body: bytes) -> tuple[ToolCall, ...]:
+    """A whole reply's `message.tool_calls`."""
+    pieces = _pieces(message.get("tool_calls"), body)
+    return tuple(ToolCall(j, cid or None, name or None, args) for j, cid, name, args in pieces)
+
+
 def parse_completion(body: bytes) -> Completion:
-    """A non-streaming /v1/chat/completions or /v1/completions reply."""
+    """A non-streaming /v1/chat/completions or /v1/completions reply (every choice, reasoning, tool calls)."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -319,17 +537,43 @@ def parse_completion(body: bytes) -> Completion:
         raise malformed("OpenAI reply (not an object)", body)
     if obj.get("error"):
         raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
-    choices = obj.get("choices") or []
-    choice = choices[0] if choices else {}
-    msg = choice.get("message")
-    text = (msg.get("content") if isinstance(msg, dict) else choice.get("text")) or ""
-    if not isinstance(text, str):
-        raise MalformedStreamError(f"OpenAI reply text is not a string: {type(text).__name__}")
-    usage = obj.get("usage")
-    server = {k: obj[k] for k in ("id", "model", "created") if k in obj}
+    raw = obj.get("choices") or []
+    if type(raw) is not list:
+        raise malformed("OpenAI reply (choices is not a list)", body)
+    choices: list[Choice] = []
+    for pos, ch in enumerate(raw):
+        if type(ch) is not dict:
+            raise malformed("OpenAI reply (a choice is not an object)", body)
+        msg = ch.get("message")
+        if isinstance(msg, dict):
+            text = msg.get("content")
+            reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+            calls = _calls(msg, body)
+        else:
+            text, reasoning, calls = ch.get("text"), None, ()
+        if text is not None and not isinstance(text, str):
+            raise MalformedStreamError(f"OpenAI reply text is not a string: {type(text).__name__}")
+        finish = ch.get("finish_reason")
+        choices.append(
+            Choice(
+                _index(ch.get("index"), pos),
+                text or "",
+                reasoning if isinstance(reasoning, str) else "",
+                calls,
+                finish if isinstance(finish, str) else None,
+            )
+        )
+    choices.sort(key=lambda c: c.index)
+    first = next((c for c in choices if c.index == 0), Choice(0))
+    usage, server, timings = obj.get("usage"), _first(obj), obj.get("timings")
+    if timings and isinstance(timings, dict):
+        server["timings"] = timings  # llama.cpp's own prompt and generation timing
     return Completion(
-        text=text,
-        finish_reason=choice.get("finish_reason"),
+        text=first.text,
+        finish_reason=first.finish_reason,
         usage=_usage(usage) if isinstance(usage, dict) else None,
         server=server,
+        reasoning=first.reasoning,
+        tool_calls=first.tool_calls,
+        choices=tuple(choices) if len(choices) > 1 else (),
     )

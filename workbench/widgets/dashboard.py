@@ -104,7 +104,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         *,
         prompt: str = "Explain what time to first token measures, in three sentences.",
         backend: Backend | str | None = None,
-        model: str = "sim-small",
+        model: str | None = None,
         optimizations: Optimizations | None = None,
         optimizations_b: Optimizations | None = None,
         repeats: int = 3,
@@ -140,7 +140,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             self.url.value = be.url
             self.protocol.value = be.protocol
             self.api_key.value = be.api_key
-        self.model = w.Text(value=model, description="Model")
+        # empty: the first model the server lists, asked when a run starts
+        self.model = w.Text(value=model or "", placeholder="first listed by the server", description="Model")
         self.panel = OptimizationPanel(optimizations, title="A: optimizations for Run and variant A")
         self.panel_b = OptimizationPanel(
             optimizations_b if optimizations_b is not None else Optimizations.all(), title="B: variant B"
@@ -273,6 +274,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             opts = self.panel.value
             self.view.configure(opts)
             client = self._client_for(backend, opts)
+            if not self.model.value.strip():
+                self.model.value = await client.default_model()
             req = self.request(prompt, variant=opts.label())
             self.view.start("output", request=req)
             try:
@@ -315,7 +318,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         variants = {"A": self.panel.value, "B": self.panel_b.value}
         self.view.configure(self.panel.value)  # the view's own switches: variant A decides how the UI updates
         try:
-            workload = workload_cls.from_list([self.prompt.value], model=self.model.value.strip())
+            workload = workload_cls.from_list([self.prompt.value], model=self.model.value.strip() or None)
             self.run_result = await acompare(
                 workload,
                 variants,
