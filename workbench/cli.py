@@ -1,4 +1,4 @@
-"""`workbench` command line: serve | llm | demo | bench | compare | report | lab.
+"""`workbench` command line: serve | llm | demo | bench | record | compare | report | lab.
 
 Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this module only
 dispatches, importing lazily so `workbench serve` does not pay for polars or altair.
@@ -14,6 +14,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "llm": ("workbench.llm.cli", "serve a real LLM (Gemma 3 270M, llama.cpp) on a port; needs the llm extra"),
     "demo": ("workbench.demo", "stream prompts from the simulator with and without optimizations"),
     "bench": ("workbench.experiments.cli", "run an A/B or ablation benchmark and write results + report"),
+    "record": ("workbench.experiments.record", "record a server's timing per request into a trace to replay"),
     "compare": ("workbench.experiments.compare_cli", "compare two saved result files"),
     "report": ("workbench.report", "execute a notebook and export it as offline HTML"),
     "lab": ("workbench.lab", "open JupyterLab on the notebooks"),

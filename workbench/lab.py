@@ -1,7 +1,10 @@
 """`workbench lab`: open JupyterLab on the notebooks, on loopback, with this Python's kernel.
 
-The URL (with its token) is printed before the server starts, so it can be copied from a terminal or a log.
-`lab_command(...)` builds the same command line for tests that drive a real browser.
+The URL (with its token) is printed before the server starts, so it can be copied from a terminal. The token
+never goes on a command line (``ps`` shows command lines to every user of the machine): JupyterLab gets it
+through its environment (``JUPYTER_TOKEN``, see `lab_env`), and `workbench lab` takes it from
+``$WORKBENCH_LAB_TOKEN``, ``$JUPYTER_TOKEN`` or ``--token-file``, else makes a random one.
+`lab_command(...)` + `lab_env(...)` start the same server for tests that drive a real browser.
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["default_notebook_dir", "free_port", "lab_command", "lab_url", "main"]
+__all__ = ["default_notebook_dir", "free_port", "lab_command", "lab_env", "lab_url", "main"]
 
 
 def default_notebook_dir() -> Path:
@@ -34,10 +39,18 @@ def lab_url(host: str, port: int, token: str, path: str = "lab") -> str:
     return f"http://{host}:{port}/{path}?token={token}"
 
 
-def lab_command(
-    root: Path, *, host: str = "127.0.0.1", port: int, token: str, open_browser: bool = False
-) -> list[str]:
-    """`python -m jupyterlab` bound to `host:port`, serving `root`, kernels from this interpreter."""
+def lab_env(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that hands JupyterLab its token (`base`: default this process's environment)."""
+    env = dict(os.environ if base is None else base)
+    env.pop("JUPYTER_TOKEN_FILE", None)  # JUPYTER_TOKEN wins anyway; one source is easier to reason about
+    env["JUPYTER_TOKEN"] = token
+    return env
+
+
+def lab_command(root: Path, *, host: str = "127.0.0.1", port: int, open_browser: bool = False) -> list[str]:
+    """`python -m jupyterlab` bound to `host:port`, serving `root`, kernels from this interpreter.
+
+    It carries no token: start it with ``env=lab_env(token)``."""
     cmd = [
         sys.executable,
         "-m",
@@ -47,7 +60,6 @@ def lab_command(
         f"--ServerApp.port={port}",
         # A taken port should fail loudly, not silently move to a URL nobody printed.
         "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
         # No update checks or news feed: nothing leaves the machine.
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.news_url=",
@@ -67,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=None, help="folder to serve (default: notebooks/)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.add_argument("--token", default=None, help="access token (default: a random one)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding the access token (default: $WORKBENCH_LAB_TOKEN, $JUPYTER_TOKEN, or a random one)",
+    )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     p.add_argument("--print-command", action="store_true", help="print the command and exit")
     return p
@@ -80,13 +97,19 @@ def main(argv: list[str]) -> int:
         print(f"workbench lab: no such folder: {root}", file=sys.stderr)
         return 2
     port = args.port or free_port(args.host)
-    token = args.token or secrets.token_hex(16)
-    cmd = lab_command(root, host=args.host, port=port, token=token, open_browser=not args.no_browser)
+    try:
+        token = _token(args.token_file)
+    except OSError as exc:
+        print(f"workbench lab: cannot read the token file: {exc}", file=sys.stderr)
+        return 2
+    cmd = lab_command(root, host=args.host, port=port, open_browser=not args.no_browser)
     if args.print_command:
-        print(" ".join(cmd))
+        print(" ".join(cmd))  # no token in it: it comes through the environment
         return 0
     print(f"JupyterLab on {root}\n  open: {lab_url(args.host, port, token)}\n  stop: Ctrl-C", flush=True)
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=lab_env(token))
+    # SIGTERM (a service manager, a test) stops JupyterLab too, as Ctrl-C does, instead of orphaning it
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -96,6 +119,18 @@ def main(argv: list[str]) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _token(token_file: Path | None) -> str:
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if token:
+            return token
+    return os.environ.get("WORKBENCH_LAB_TOKEN") or os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(16)
 
 
 if __name__ == "__main__":

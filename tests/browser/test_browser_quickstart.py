@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from _system import require_binary, require_module
 
-from workbench.lab import free_port, lab_command
+from workbench.lab import free_port, lab_command, lab_env
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -57,13 +57,13 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     apputils.mkdir(parents=True)
     (apputils / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     cmd = [
-        *lab_command(root, port=port, token=token),
+        *lab_command(root, port=port),
         "--LabApp.expose_app_in_browser=True",
         f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}",
         f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}",
     ]
     log = (tmp_path / "lab.log").open("wb")
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")}
+    env = lab_env(token, {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config")})
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:

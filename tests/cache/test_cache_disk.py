@@ -121,3 +121,55 @@ def test_ttl_and_corrupt_rows(tmp_path: Path) -> None:
     assert d2.get("b") is None  # a corrupt row is a miss, counted as an error, and removed
     assert d2.counters.get("errors") == 1 and len(d2) == 0
     assert d2.nbytes == 0
+
+
+_OLD_SCHEMA = """
+CREATE TABLE entries (key TEXT PRIMARY KEY, value BLOB NOT NULL, size INTEGER NOT NULL,
+                      expires REAL NOT NULL, last_access REAL NOT NULL);
+CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 0), total INTEGER NOT NULL);
+INSERT INTO meta (id, total) VALUES (0, 0);
+CREATE TRIGGER entries_ins AFTER INSERT ON entries
+    BEGIN UPDATE meta SET total = total + NEW.size WHERE id = 0; END;
+CREATE TRIGGER entries_del AFTER DELETE ON entries
+    BEGIN UPDATE meta SET total = total - OLD.size WHERE id = 0; END;
+"""
+
+
+def test_a_file_from_before_namespaces_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(_OLD_SCHEMA)
+    blob = entry("legacy").to_bytes()
+    con.execute("INSERT INTO entries VALUES (?,?,?,?,?)", ("legacy", blob, len(blob), 1e300, time.time()))
+    con.commit()
+    con.close()
+    d = DiskTier(path)
+    got = d.get("legacy")
+    assert got is not None and got.text == "hello"  # old rows stay readable
+    assert d.put(entry("new"))
+    assert len(d) == 1  # the old row belongs to no namespace ('')...
+    d.clear()
+    assert d.get("legacy") is not None  # ...so clearing this namespace leaves it
+    d.clear(all_namespaces=True)
+    assert d.get("legacy") is None and d.nbytes == 0
+    d.close()
+
+
+def test_hits_reach_the_file_at_close_and_order_evictions_in_another_process(tmp_path: Path) -> None:
+    one = len(entry("probe", "x" * 2000).to_bytes())
+    path = tmp_path / "c.sqlite"
+    d = DiskTier(path, max_bytes=one * 3 + one // 2)
+    for i in range(3):
+        d.put(entry(f"k{i}", "x" * 2000))
+        time.sleep(0.002)
+    assert d.get("k0") is not None  # k0 is now the most recently used, k1 the least
+    con = sqlite3.connect(path)
+    before = dict(con.execute("SELECT key, last_access FROM entries").fetchall())
+    d.close()  # the lookup wrote nothing; close writes the access time
+    after = dict(con.execute("SELECT key, last_access FROM entries").fetchall())
+    con.close()
+    assert after["k0"] > before["k0"] and after["k1"] == before["k1"]
+    other = DiskTier(path, max_bytes=one * 3 + one // 2)  # "another process": a fresh connection
+    other.put(entry("k3", "x" * 2000))
+    assert other.peek("k1") is None and other.peek("k0") is not None
+    other.close()

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from _cache_helpers import build_result
+from _cache_helpers import RedisServer, build_result
 
-from workbench._exceptions import ConfigError
+from workbench._exceptions import CacheError, ConfigError
 from workbench._types import Request
-from workbench.cache import ResponseCache
+from workbench.cache import RedisTier, ResponseCache
 from workbench.optimizations import Optimizations
 
 
@@ -213,4 +213,60 @@ def test_with_disk_the_semantic_entry_outlives_memory(tmp_path: Path) -> None:
     hit = c.lookup(req("about caches first question"))
     assert hit is not None and hit.kind == "semantic" and hit.entry.text == "A"
     assert c.memory.peek(c.key(a)) is not None  # promoted back into memory
+    c.close()
+
+
+def test_clear_empties_one_namespace_of_a_shared_disk_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    a, b = ResponseCache(namespace="team-a", disk=path), ResponseCache(namespace="team-b", disk=path)
+    ra, rb = req("alpha question"), req("beta question")
+    assert a.store(ra, build_result(ra)) and b.store(rb, build_result(rb))
+    assert (
+        len(a.disk or []) == 1
+        and len(b.disk or []) == 1
+        and (a.disk and a.disk.nbytes) == (b.disk and b.disk.nbytes)
+    )
+    a.clear()
+    assert a.lookup(ra) is None and len(a.disk or []) == 0
+    b.memory.clear()
+    hit = b.lookup(rb)
+    assert hit is not None and hit.tier == "disk"  # the other namespace in the file is untouched
+    a.clear(all_namespaces=True)
+    b.memory.clear()
+    assert b.lookup(rb) is None and len(b.disk or []) == 0
+    a.close()
+    b.close()
+
+
+def test_clear_empties_one_redis_namespace(redis_server: RedisServer) -> None:
+    import uuid
+
+    ns_a, ns_b = f"a-{uuid.uuid4().hex[:8]}", f"b-{uuid.uuid4().hex[:8]}"
+    prefix = f"wbt{uuid.uuid4().hex[:6]}"
+    a = ResponseCache(namespace=ns_a, redis=RedisTier(redis_server.url, namespace=ns_a, prefix=prefix))
+    b = ResponseCache(namespace=ns_b, redis=RedisTier(redis_server.url, namespace=ns_b, prefix=prefix))
+    ra, rb = req("alpha question"), req("beta question")
+    assert a.store(ra, build_result(ra)) and b.store(rb, build_result(rb))
+    a.clear()
+    b.memory.clear()
+    assert a.lookup(ra) is None and (b.lookup(rb) or None) is not None
+    assert len(a.redis or []) == 0 and len(b.redis or []) == 1
+    a.clear(all_namespaces=True)
+    b.memory.clear()
+    assert b.lookup(rb) is None and len(b.redis or []) == 0
+    a.close()
+    b.close()
+
+
+def test_clear_that_cannot_write_raises(tmp_path: Path) -> None:
+    c = ResponseCache(disk=tmp_path / "d.sqlite")
+    r = req()
+    c.store(r, build_result(r))
+    assert c.disk is not None and c.disk._db is not None
+    c.disk._db.execute("PRAGMA query_only = ON")
+    with pytest.raises(CacheError, match="cannot clear the disk cache"):
+        c.clear()
+    assert len(c.memory) == 0  # the memory tier was cleared all the same
+    hit = c.lookup(r)
+    assert hit is not None and hit.tier == "disk"  # the disk still holds what could not go: said, not hidden
     c.close()

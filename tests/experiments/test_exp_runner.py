@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import httpx
 import polars as pl
 import pytest
 
@@ -18,12 +19,43 @@ def _backend(sim: Simulator) -> Backend:
     return Backend(sim.url, protocol="openai")
 
 
+async def _bare_open_loop(url: str, n: int, rate: float, cap: int) -> float:
+    """Reference: the same open-loop schedule driven by a bare httpx sender (no recorder, parser or runner).
+    Returns the send rate it achieved; it shares the machine, and any stall of it, with the runner's attempt."""
+    sem = asyncio.Semaphore(cap)
+    sent: list[int] = []
+    body = {"model": "sim-small", "messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 2}
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=cap)) as http:
+        async def one() -> None:
+            async with sem:
+                sent.append(time.perf_counter_ns())
+                async with http.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                    async for _ in r.aiter_raw():
+                        pass
+
+        t0 = time.perf_counter()
+        tasks = []
+        for k in range(n):
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    sent.sort()
+    return (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
+
+
 def test_open_loop_200_rps_delivers_the_rate_and_reports_schedule_lag(sim_process_url: str) -> None:
+    """The runner's open loop keeps up with what a bare sender achieves on the same machine in the same run.
+
+    An absolute bar (">= 194 req/s") judged the machine: a fresh clone at load 0.8 delivered 134-163 req/s.
+    Each attempt measures the bare httpx sender and then the runner on the same schedule; the runner passes at
+    the first attempt where it delivers at least 90% of the reference's rate (and, as a sanity bar, half the
+    offered rate). A runner that adds its own lag fails every attempt."""
     wl = Workload.synthetic(500, input_tokens=4, output_tokens=2, seed=1)
     attempts = []
-    # Up to 3 attempts of 2.5 s: on a shared 2-core machine another process can stall ours for a while, and
-    # an open loop reports that honestly as schedule lag. One clean attempt shows the dispatcher keeps up.
     for _ in range(3):
+        reference = asyncio.run(_bare_open_loop(sim_process_url, 500, 200.0, 64))
         run = compare(wl, {"pooled": POOLED}, backend=Backend(sim_process_url, protocol="openai"), warmup=3,
                       arrival=Rate(200.0, max_concurrency=64), progress=False)
         f = run.measured
@@ -37,10 +69,11 @@ def test_open_loop_200_rps_delivers_the_rate_and_reports_schedule_lag(sim_proces
         sent = f["sent_ns"].sort()
         delivered = (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
         assert run.throughput()["achieved_rate"][0] == pytest.approx(delivered)
-        attempts.append((round(delivered, 1), round(float(f["sent_lag_ms"].quantile(0.99) or 0), 1)))
-        if delivered >= 0.97 * 200:
+        attempts.append((round(delivered, 1), round(reference, 1), round(float(f["sent_lag_ms"].quantile(0.99) or 0), 1)))
+        if delivered >= 0.9 * min(reference, 200.0) and delivered >= 0.5 * 200:
             break
-    assert attempts[-1][0] >= 0.97 * 200, f"(delivered req/s, p99 schedule lag ms) per attempt: {attempts}"
+    assert attempts[-1][0] >= 0.9 * min(attempts[-1][1], 200.0) and attempts[-1][0] >= 100.0, (
+        f"(runner req/s, bare sender req/s, runner p99 schedule lag ms) per attempt: {attempts}")
 
 
 def test_client_queue_is_reported_and_kept_out_of_ttft() -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -23,18 +23,27 @@ import pytest
 from _system import in_ci
 
 from workbench import Backend, Optimizations, Request, StreamResult
-from workbench.client import AsyncClient, Client
+from workbench.client import AsyncClient, Client, _shared
 from workbench.metrics import chunks_frame, itl_frame, summarize, to_frame
 from workbench.simulator import ProcessSimulator, Profile
 
 pytestmark = pytest.mark.timing
+T = TypeVar("T")
 
 MS = 1_000_000
 STREAMS = 16
-TOLERANCE_MS = 2.0
-# A timing comparison is repeated (fresh streams each time) before it is judged: one burst of CPU
-# starvation from elsewhere on a 2-core machine can delay a whole batch of reads. A client that stamps
-# wrongly fails every attempt.
+# The client is judged against a control measured in the same attempt on the same simulator profile: a bare
+# httpx reader that stamps each raw read and does nothing else. Scheduler noise on a shared 2-core machine
+# delays both alike (a bare reader alone has shown p99 of 4-8 ms under load), so an absolute bar would judge
+# the machine; the differences below judge what the client adds. A client that stamps 3 ms late fails the
+# p50 bar in every attempt (test_a_client_stamping_3_ms_late_fails).
+REL_P50_MS = 0.5    # client p50 − bare reader p50 (arrival − emit, per token chunk)
+REL_P99_MS = 1.0    # client p99 − bare reader p99; and TTFT (client − truth) p99 − bare first-token p99
+# Looser absolute bars, a sanity check that holds on any machine that can run the suite at all.
+SANITY_P50_MS = 2.0
+SANITY_P99_MS = 25.0
+# Attempts (fresh streams each time) before a verdict: one burst of CPU starvation from elsewhere can delay a
+# whole batch of reads on one side only. A client that stamps wrongly fails every attempt.
 ATTEMPTS = 5
 
 PROFILE = Profile(
@@ -84,34 +93,90 @@ def _gaps_ms(sim: ProcessSimulator, results: list[StreamResult]) -> tuple[np.nda
     return np.asarray(per_chunk), np.asarray(ttft_diff)
 
 
-def _judge(sim: ProcessSimulator, results: list[StreamResult]) -> tuple[float, float, str]:
-    """(p99 of arrival − emit, p99 of TTFT client − truth, a description), after the checks that hold anywhere."""
+def _judge(sim: ProcessSimulator, results: list[StreamResult]) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(arrival − emit per token chunk, TTFT client − truth per stream) in ms, after the checks that hold
+    anywhere; None when the server fell behind and the attempt cannot be judged."""
     per_chunk, ttft_diff = _gaps_ms(sim, results)
     # A chunk cannot arrive before it was written: a negative gap means a mis-stamp, on any machine.
     assert per_chunk.min() >= 0.0, per_chunk.min()
     assert ttft_diff.min() >= 0.0, ttft_diff.min()
-    p99, ttft_p99 = float(np.percentile(per_chunk, 99)), float(np.percentile(ttft_diff, 99))
-    note = (f"client arrival - emit p50/p99/max = {np.percentile(per_chunk, 50):.2f}/{p99:.2f}/"
-            f"{per_chunk.max():.2f} ms, TTFT client - truth p99 = {ttft_p99:.2f} ms")
     # The simulator must really have spread tokens out, or the comparison is trivial; a starved server
     # writes overdue tokens in one batch, and such an attempt is not judged.
     gaps = np.concatenate([np.diff(sim.ground_truth(r.request_id).token_emit_ns) / MS for r in results])
     if np.median(gaps) < 1.0:
-        return float("inf"), float("inf"), note + f"; server fell behind (median emit gap {np.median(gaps):.2f} ms)"
-    return p99, ttft_p99, note
+        return None
+    return per_chunk, ttft_diff, ""
 
 
-def _bare_lags(sim: ProcessSimulator, protocol: str, reads: list[tuple[str, list[tuple[int, bytes]]]]) -> np.ndarray:
-    """Arrival − emit (ms) per chunk for a bare httpx reader: stamp each read, count the frames in it."""
+def _bare_lags(sim: ProcessSimulator, protocol: str,
+               reads: list[tuple[str, list[tuple[int, bytes]]]]) -> tuple[np.ndarray, np.ndarray]:
+    """For a bare httpx reader (stamp each read, count the frames in it): arrival − emit (ms) per token frame,
+    and per stream the first token frame's arrival − emit."""
     sep = b"\n" if protocol == "ollama" else b"\n\n"
     out: list[float] = []
+    first: list[float] = []
     for rid, blocks in reads:
         arrivals: list[int] = []
         for t, block in blocks:
             arrivals += [t] * block.count(sep)
-        emitted = sim.ground_truth(rid).emit_ns
-        out += [(a - e) / MS for a, e in zip(arrivals, emitted, strict=False)]
-    return np.asarray(out)
+        gt = sim.ground_truth(rid)
+        lag = {e: (a - e) / MS for a, e in zip(arrivals, gt.emit_ns, strict=False)}
+        tokens = [lag[e] for e in gt.token_emit_ns if e in lag]
+        out += tokens
+        first.append(tokens[0])
+    return np.asarray(out), np.asarray(first)
+
+
+CHECKS = ("p50 - bare p50", "p99 - bare p99", "first token p99 - bare", "p50 (sanity)", "p99 (sanity)")
+BARS = (REL_P50_MS, REL_P99_MS, REL_P99_MS, SANITY_P50_MS, SANITY_P99_MS)
+
+
+def _excess(client: tuple[np.ndarray, np.ndarray], bare: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[float, ...], str]:
+    """The figure behind each of CHECKS for one attempt, and a note with both sides' figures."""
+    (c_chunk, c_ttft), (b_chunk, b_first) = client, bare
+    c50, c99 = float(np.percentile(c_chunk, 50)), float(np.percentile(c_chunk, 99))
+    b50, b99 = float(np.percentile(b_chunk, 50)), float(np.percentile(b_chunk, 99))
+    ct99, bt99 = float(np.percentile(c_ttft, 99)), float(np.percentile(b_first, 99))
+    note = (f"client p50/p99 {c50:.2f}/{c99:.2f} ms vs bare reader {b50:.2f}/{b99:.2f} ms "
+            f"(+{c50 - b50:.2f}/+{c99 - b99:.2f}); first token p99 client {ct99:.2f} vs bare {bt99:.2f} ms")
+    return (c50 - b50, c99 - b99, ct99 - bt99, c50, c99), note
+
+
+def _run_check(sim: ProcessSimulator, attempt: Callable[[], list[StreamResult]],
+               control: Callable[[], tuple[np.ndarray, np.ndarray]], attempts: int = ATTEMPTS) -> tuple[bool, list[str]]:
+    """Up to `attempts` rounds of (bare reader, client) on fresh streams. Each check passes when it holds in at
+    least one round: noise from elsewhere on the machine hits a different check in each round, while an error
+    of the client's own (a late stamp, slow work per chunk) shows in every round and fails its check."""
+    notes: list[str] = []
+    best = [float("inf")] * len(CHECKS)
+    for _ in range(attempts):
+        bare = _quiet_heap(control)  # the same conditions for both sides
+        judged = _judge(sim, _quiet_heap(attempt))
+        if judged is None:
+            notes.append("server fell behind (median emit gap < 1 ms), not judged")
+            continue
+        excess, note = _excess(judged[:2], bare)
+        notes.append(note)
+        best = [min(b, e) for b, e in zip(best, excess, strict=True)]
+        if all(b <= bar for b, bar in zip(best, BARS, strict=True)):
+            return True, notes
+    failed = [f"{name} best {b:.2f} ms > {bar} ms" for name, b, bar in zip(CHECKS, best, BARS, strict=True) if b > bar]
+    return False, [*notes, "failed: " + ", ".join(failed)]
+
+
+def _check(sim: ProcessSimulator, attempt: Callable[[], list[StreamResult]],
+           control: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+    ok, notes = _run_check(sim, attempt, control)
+    print("timing:", "; ".join(notes))  # shown with -s / on failure: both figures, every attempt
+    if ok:
+        return
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    if not in_ci() and load > 1.5 * cores:
+        pytest.skip(f"machine oversubscribed (load {load:.1f} on {cores} cores), timing not judged: {notes}")
+    pytest.fail(f"client stamps later than a bare reader by more than {REL_P50_MS} ms at p50 or {REL_P99_MS} ms "
+                f"at p99 (or beyond the sanity bars {SANITY_P50_MS}/{SANITY_P99_MS} ms) in {ATTEMPTS} attempts "
+                f"(load {load:.1f} on {cores} cores): " + "; ".join(notes))
 
 
 def _bare_request(protocol: str, req: Request) -> tuple[str, dict[str, object]]:
@@ -121,7 +186,7 @@ def _bare_request(protocol: str, req: Request) -> tuple[str, dict[str, object]]:
     return "/v1/chat/completions", {"model": req.model, "messages": msgs, "stream": True}
 
 
-def _quiet_heap(attempt: Callable[[], list[StreamResult]]) -> list[StreamResult]:
+def _quiet_heap(attempt: Callable[[], T]) -> T:
     """Run `attempt` with the heap the test session built up so far frozen out of the garbage collector. By the
     time this runs, the whole suite's objects sit in the oldest generation, and a full collection over them
     pauses every thread for a millisecond or more: the stamps would then measure the test session's heap, not
@@ -134,29 +199,8 @@ def _quiet_heap(attempt: Callable[[], list[StreamResult]]) -> list[StreamResult]
         gc.unfreeze()
 
 
-def _check(sim: ProcessSimulator, attempt: Callable[[], list[StreamResult]], control: Callable[[], np.ndarray]) -> None:
-    """Pass when the client is within 2 ms of ground truth at p99 (per chunk and for TTFT) in one of
-    ATTEMPTS runs. A failing attempt also measures a bare httpx reader in the same process, reported in the
-    failure message so a reader can tell a mis-stamping client from a starved machine; it never relaxes the bar."""
-    notes = []
-    for _ in range(ATTEMPTS):
-        p99, ttft_p99, note = _judge(sim, _quiet_heap(attempt))
-        if p99 <= TOLERANCE_MS and ttft_p99 <= TOLERANCE_MS:
-            return
-        floor = control()
-        floor_p99 = float(np.percentile(floor, 99))
-        note += f"; bare httpx reader p50/p99 = {np.percentile(floor, 50):.2f}/{floor_p99:.2f} ms"
-        notes.append(note)
-    load = os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    if not in_ci() and load > 1.5 * cores:
-        pytest.skip(f"machine oversubscribed (load {load:.1f} on {cores} cores), timing not judged: {notes}")
-    pytest.fail(f"client timing disagrees with ground truth by more than {TOLERANCE_MS} ms at p99 "
-                f"in {ATTEMPTS} attempts (load {load:.1f} on {cores} cores): " + "; ".join(notes))
-
-
-@pytest.mark.parametrize("protocol", ["ollama", "openai"])
-def test_async_16_streams_match_ground_truth(sim: ProcessSimulator, protocol: str) -> None:
+def _async_case(sim: ProcessSimulator, protocol: str) -> tuple[Callable[[], list[StreamResult]],
+                                                               Callable[[], tuple[np.ndarray, np.ndarray]]]:
     backend = Backend(sim.url, protocol=protocol)  # type: ignore[arg-type]
     opts = Optimizations(connection_pool=True, fast_parse=True)
 
@@ -181,7 +225,22 @@ def test_async_16_streams_match_ground_truth(sim: ProcessSimulator, protocol: st
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, coro).result(90)
 
-    _check(sim, lambda: in_loop(once()), lambda: _bare_lags(sim, protocol, in_loop(bare())))
+    return (lambda: in_loop(once())), (lambda: _bare_lags(sim, protocol, in_loop(bare())))
+
+
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_async_16_streams_match_ground_truth(sim: ProcessSimulator, protocol: str) -> None:
+    _check(sim, *_async_case(sim, protocol))
+
+
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_a_client_stamping_3_ms_late_fails(sim: ProcessSimulator, protocol: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bars must catch a client that stamps late: with every arrival stamp moved 3 ms later (a test-only
+    hook in the client), no attempt may pass. Stamps stay after the emit, so only the bars can catch it."""
+    monkeypatch.setattr(_shared, "_TEST_ONLY_STAMP_DELAY_NS", 3 * MS)
+    ok, notes = _run_check(sim, *_async_case(sim, protocol), attempts=3)
+    assert not ok, f"a client stamping 3 ms late passed the timing check: {notes}"
 
 
 def test_threaded_16_streams_match_ground_truth(sim: ProcessSimulator) -> None:

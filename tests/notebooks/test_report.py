@@ -80,9 +80,11 @@ def test_strip_external_and_slim_widget_state() -> None:
 
 
 def test_lab_command_is_loopback_with_token(tmp_path: Path, capsys: object) -> None:
-    cmd = lab.lab_command(tmp_path, port=12345, token="t0k")
+    cmd = lab.lab_command(tmp_path, port=12345)
     assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
-    assert "--ServerApp.ip=127.0.0.1" in cmd and "--IdentityProvider.token=t0k" in cmd and "--no-browser" in cmd
+    assert "--ServerApp.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+    assert not any("token" in c.lower() for c in cmd)  # the token travels in the environment, never argv
+    assert lab.lab_env("t0k", {"JUPYTER_TOKEN_FILE": "/x"}) == {"JUPYTER_TOKEN": "t0k"}
     assert f"--ServerApp.root_dir={tmp_path}" in cmd
     assert lab.main(["--dir", str(tmp_path), "--print-command", "--port", "12345"]) == 0
     assert lab.main(["--dir", str(tmp_path / "nope")]) == 2

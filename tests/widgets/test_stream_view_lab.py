@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from _system import require_binary, require_module
 
-from workbench.lab import free_port, lab_command
+from workbench.lab import free_port, lab_command, lab_env
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -80,16 +80,19 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     (settings / "plugin.jupyterlab-settings").write_text('{"saveState": true}')
     port, token = free_port(), secrets.token_hex(12)
     cmd = [
-        *lab_command(root, port=port, token=token),
+        *lab_command(root, port=port),
         "--LabApp.expose_app_in_browser=True",
         f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}",
         f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}",
     ]
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = lab_env(
+        token,
+        {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        },
+    )
     log = (tmp_path / "lab.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     base = f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ field                                       why it is in the key
 ==========================================  ==================================================================
 ``v``                                       key layout version (``KEY_VERSION``)
 ``namespace``                               tenant / experiment namespace: two namespaces never share an entry
-``backend``                                 backend label or URL: two servers may answer differently
+``backend``                                 normalised server URL (+ credential hash, if asked); never a name
 ``endpoint``                                chat or completion
 ``model``                                   model name
 ``messages``                                all messages in order: system prompt, earlier turns, last turn
@@ -47,13 +47,14 @@ Every result carries ``cache`` (``off | miss | exact | semantic | bypass``), ``c
 ``ResponseCache.events_frame()`` (polars), from lock-free per-thread counters (see `workbench.cache.stats`).
 """
 
-from workbench.cache.disk import DiskTier
+from workbench.cache.disk import DiskTier, RepairReport
 from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
 from workbench.cache.key import (
     KEY_FIELDS,
     KEY_VERSION,
     TemperaturePolicy,
+    backend_identity,
     is_sampled,
     partition_key,
     request_key,
@@ -61,7 +62,7 @@ from workbench.cache.key import (
 from workbench.cache.redis import RedisTier, RedisUnavailableWarning
 from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
 from workbench.cache.singleflight import AsyncSingleFlight, SingleFlight
-from workbench.cache.stats import Counters, EventLog
+from workbench.cache.stats import CacheTierWarning, Counters, EventLog
 from workbench.cache.tiers import CacheHit, ResponseCache, SemanticLike, SemanticMatchLike
 
 __all__ = [
@@ -71,12 +72,14 @@ __all__ = [
     "AsyncSingleFlight",
     "CacheEntry",
     "CacheHit",
+    "CacheTierWarning",
     "Counters",
     "DiskTier",
     "EventLog",
     "ExactTier",
     "RedisTier",
     "RedisUnavailableWarning",
+    "RepairReport",
     "Replay",
     "ReplayCore",
     "ResponseCache",
@@ -84,6 +87,7 @@ __all__ = [
     "SemanticMatchLike",
     "SingleFlight",
     "TemperaturePolicy",
+    "backend_identity",
     "is_sampled",
     "partition_key",
     "request_key",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from workbench._exceptions import ConfigError
 from workbench._types import Request, StreamEvent, StreamResult, Timeouts
 from workbench.cache._run import NOT_ENDED, AsyncCacheHook, AsyncCacheRun, CacheHook, CacheRun, LiveStream
+from workbench.cache.key import backend_identity
 from workbench.cache.tiers import ResponseCache
 from workbench.client._async import AsyncClient, AsyncStream
 from workbench.client._sync import Client, Stream
@@ -53,11 +54,17 @@ def _follower_timeout(t: Timeouts) -> float | None:
     return max(t.first_token, t.idle) + 1.0
 
 
+def _identity(client: Client | AsyncClient, cache: ResponseCache) -> str:
+    # keys name the server by its normalised URL (+ a credential hash when the cache asks), never its label
+    return backend_identity(client.backend, credential=cache.key_by_credential, headers=client._headers)
+
+
 def hook_for(client: Client, cache: ResponseCache) -> CacheHook:
-    """The hook a `Client` keeps: keys use the backend's label, replays carry the client's toggles."""
+    """The hook a `Client` keeps: keys use the backend's identity, results its label, replays the toggles."""
     return CacheHook(
         cache,
         backend=client.backend.label,
+        identity=_identity(client, cache),
         protocol=lambda: client.protocol,
         optimizations=client.optimizations.as_dict(),
         idle_timeout=_follower_timeout(client.timeouts),
@@ -68,6 +75,7 @@ def async_hook_for(client: AsyncClient, cache: ResponseCache) -> AsyncCacheHook:
     return AsyncCacheHook(
         cache,
         backend=client.backend.label,
+        identity=_identity(client, cache),
         protocol=lambda: client.protocol,
         optimizations=client.optimizations.as_dict(),
         idle_timeout=_follower_timeout(client.timeouts),

@@ -128,9 +128,12 @@ class _HookBase:
         protocol: ProtocolName | Callable[[], ProtocolName | None],
         optimizations: Mapping[str, Any] | None = None,
         idle_timeout: float | None = 60.0,
+        identity: str | None = None,
     ) -> None:
         self.cache = cache
-        self.backend = backend
+        self.backend = backend  # what results show (the backend's label)
+        # what keys use (`workbench.cache.key.backend_identity`: normalised URL [+ credential hash])
+        self.identity = backend if identity is None else identity
         self._protocol = protocol
         self.optimizations = dict(optimizations or {})
         self.idle_timeout = idle_timeout
@@ -138,6 +141,14 @@ class _HookBase:
     @property
     def protocol(self) -> ProtocolName:
         return _protocol(self._protocol)
+
+    def store(self, request: Request, result: StreamResult, *, done_seen: bool) -> None:
+        """Store a finished answer. Never raises: the stream succeeded and its answer is the caller's
+        whatever the cache does (a failing tier is counted and warned by the cache)."""
+        try:
+            self.cache.store(request, result, backend=self.identity, done_seen=done_seen)
+        except Exception as exc:
+            self.cache.store_failed(exc)
 
     def follower_recorder(self, request: Request) -> Recorder:
         rec = Recorder(
@@ -244,14 +255,14 @@ class CacheRun:
     def _run(self) -> Generator[StreamEvent, None, None]:
         hook, cache, req = self.hook, self.hook.cache, self.request
         if cache.bypasses(req):
-            cache.lookup(req, backend=hook.backend)  # logged and counted as a bypass
+            cache.lookup(req, backend=hook.identity)  # logged and counted as a bypass
             self.role = "bypass"
             yield from self._live_path(kind="bypass", flight=None)
             return
-        key = cache.key(req, backend=hook.backend)
+        key = cache.key(req, backend=hook.identity)
         while True:
             t0 = time.perf_counter_ns()
-            hit = cache.lookup(req, backend=hook.backend)
+            hit = cache.lookup(req, backend=hook.identity)
             if hit is not None:
                 replay = cache.replay(
                     hit, req, backend=hook.backend, optimizations=hook.optimizations, sent_ns=t0
@@ -317,7 +328,7 @@ class CacheRun:
         self._result = _mark(result, kind)
         if kind == "miss" and result.ok and self._store:
             # store before the flight ends, so a caller arriving after it finds the entry
-            hook.cache.store(self.request, result, backend=hook.backend, done_seen=done_seen)
+            hook.store(self.request, result, done_seen=done_seen)
         if flight is not None:
             if result.ok:
                 flight.finish(result)
@@ -435,15 +446,15 @@ class AsyncCacheRun:
     async def _run(self) -> AsyncGenerator[StreamEvent, None]:
         hook, cache, req = self.hook, self.hook.cache, self.request
         if cache.bypasses(req):
-            cache.lookup(req, backend=hook.backend)
+            cache.lookup(req, backend=hook.identity)
             self.role = "bypass"
             async for ev in self._live_path(kind="bypass", flight=None):
                 yield ev
             return
-        key = cache.key(req, backend=hook.backend)
+        key = cache.key(req, backend=hook.identity)
         while True:
             t0 = time.perf_counter_ns()
-            hit = cache.lookup(req, backend=hook.backend)
+            hit = cache.lookup(req, backend=hook.identity)
             if hit is not None:
                 self.role = "hit"
                 replay = self._replay = cache.areplay(
@@ -519,7 +530,7 @@ class AsyncCacheRun:
         result = live.result
         self._result = _mark(result, kind)
         if kind == "miss" and result.ok and self._store:
-            hook.cache.store(self.request, result, backend=hook.backend, done_seen=done_seen)
+            hook.store(self.request, result, done_seen=done_seen)
         if flight is not None:
             if result.ok:
                 await flight.finish(result)

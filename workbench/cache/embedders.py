@@ -303,7 +303,7 @@ class BackendEmbedder:
         self.model = model
         self._protocol = protocol or self.backend.protocol
         self._batch = batch_size
-        headers = {"Authorization": f"Bearer {self.backend.api_key}"} if self.backend.api_key else {}
+        headers = self.backend.auth_headers()
         self._own_client = client is None
         self._client = client or httpx.Client(
             base_url=self.backend.url, timeout=timeout, verify=self.backend.verify, headers=headers

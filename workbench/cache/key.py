@@ -14,8 +14,9 @@ prompt, earlier turns and namespace.
 The ``backend`` that goes into a key is `backend_identity`: the normalised URL of the server (never its
 display name, so two servers both called "prod" never share an answer, and renaming one keeps its
 entries), and, when the cache is asked to (``ResponseCache(key_by_credential=True)``), a hash of the
-credential, so an answer fetched with one API key is never served to a caller holding another (a revoked
-key then reaches the server and is refused there, as it should be).
+credential, so an answer fetched with one API key is never served to a caller holding another: a revoked
+or foreign key reaches the server and is refused there. (A key revoked *after* it fetched answers still
+reads those until they expire: the cache cannot know without asking; ``clear()`` withdraws them.)
 """
 
 from __future__ import annotations
@@ -204,16 +205,13 @@ def _normalised_url(url: str) -> str:
 
 
 def credential_fingerprint(backend: Backend, headers: Mapping[str, str] | None = None) -> str:
-    """A hash (blake2b-128, personalised) of the backend's credentials: its api_key, URL credentials and any
-    credential-carrying extra header. "" when there are none. The secret itself is never stored."""
-    material: list[str] = []
-    if backend.api_key:
-        material.append(f"key:{backend.api_key}")
-    if backend.auth is not None:
-        material.append(f"basic:{backend.auth[0]}:{backend.auth[1]}")
-    for name, value in sorted((headers or {}).items()):
-        if name.lower() in CREDENTIAL_HEADERS:
-            material.append(f"header:{name.lower()}:{value}")
+    """A hash (blake2b-128, personalised) of the credential the client sends: the credential-carrying headers
+    of its requests (extra headers, then the backend's api_key / URL credentials on top, as the client
+    builds them), so one key hashes alike however it was given. "" when there is none. The secret itself
+    is never stored."""
+    sent = {k.lower(): v for k, v in (headers or {}).items()}
+    sent.update({k.lower(): v for k, v in backend.auth_headers().items()})
+    material = [f"{k}:{v}" for k, v in sorted(sent.items()) if k in CREDENTIAL_HEADERS]
     if not material:
         return ""
     h = hashlib.blake2b("\n".join(material).encode(), digest_size=16, person=b"wb-credential")

@@ -11,6 +11,14 @@ Toggles: ``exact=False`` turns exact-key answers off (the tiers still hold entri
 Policy for sampled requests (temperature > 0 without a seed, see `workbench.cache.key.is_sampled`):
 ``"bypass"`` (default) neither looks up nor stores them, and their result says ``cache="bypass"``;
 ``"replay"`` caches them like any other request (a replay then repeats one draw).
+
+A cache never costs an answer: a tier that fails (disk full, corrupt file, read-only, Redis down, or any
+exception from a tier object) is a miss for that lookup and a skipped store for that store, counted in
+`stats_frame()` (``errors``, ``skipped``, ``last_error``) and warned once per tier and kind
+(`CacheTierWarning`); the other tiers go on. Isolation: keys name the backend by `backend_identity` (its
+normalised URL, not its display name), plus a credential hash when ``key_by_credential=True``; the disk
+and Redis tiers built from a path / URL hold this cache's ``namespace`` (a tier passed as an object keeps
+its own) and ``clear()`` empties only that namespace.
 """
 
 from __future__ import annotations
@@ -26,15 +34,15 @@ from typing import Any, Literal, Protocol
 
 import polars as pl
 
-from workbench._exceptions import ConfigError
+from workbench._exceptions import CacheError, ConfigError
 from workbench._types import Request, StreamResult
-from workbench.cache.disk import DiskTier
+from workbench.cache.disk import DiskTier, RepairReport
 from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
 from workbench.cache.key import TemperaturePolicy, is_sampled, partition_key, request_key
 from workbench.cache.redis import RedisTier
 from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
-from workbench.cache.stats import Counters, EventLog
+from workbench.cache.stats import Counters, EventLog, TierHealth
 from workbench.optimizations import Optimizations
 
 __all__ = ["CacheHit", "ResponseCache", "SemanticLike", "SemanticMatchLike"]
@@ -73,7 +81,7 @@ class _Tier(Protocol):
 
     def remove(self, key: str) -> bool: ...
 
-    def clear(self) -> None: ...
+    def clear(self, *, all_namespaces: bool = False) -> None: ...
 
     def __len__(self) -> int: ...
 
@@ -111,6 +119,7 @@ class ResponseCache:
         temperature_policy: TemperaturePolicy = "bypass",
         replay_timing: bool = False,
         log_size: int = 10_000,
+        key_by_credential: bool = False,
     ) -> None:
         if temperature_policy not in ("bypass", "replay"):
             raise ConfigError(
@@ -120,8 +129,12 @@ class ResponseCache:
         self.exact = exact
         self.temperature_policy: TemperaturePolicy = temperature_policy
         self.replay_timing = replay_timing
+        # Part of every key when set: an answer is served only to a client holding the same credential.
+        self.key_by_credential = key_by_credential
         self.memory = ExactTier(max_entries=max_entries, max_bytes=max_bytes, ttl_s=ttl_s)
-        self.disk = disk if isinstance(disk, DiskTier) or disk is None else DiskTier(disk)
+        self.disk = (
+            disk if isinstance(disk, DiskTier) or disk is None else DiskTier(disk, namespace=namespace)
+        )
         self.redis = (
             redis if isinstance(redis, RedisTier) or redis is None else RedisTier(redis, namespace=namespace)
         )
@@ -132,6 +145,9 @@ class ResponseCache:
             self.memory.on_drop = self._forget_semantic
         self.counters = Counters(("hits", "misses", "bypass", "stores", "not_stored", "errors"))
         self.semantic_counters = Counters()
+        # failures raised *through* a tier's own guard (a tier object of the user's, a bug): same policy
+        self._guards: dict[str, TierHealth] = {}
+        self._health = TierHealth("response cache", self.counters)
         self.log = EventLog(log_size)
         self._semantic_warned = False
         self._warn_lock = threading.Lock()
@@ -210,23 +226,45 @@ class ResponseCache:
         self.log.add(hit.tier, hit.kind, hit.similarity, dt)
         return CacheHit(hit.entry, hit.key, hit.kind, hit.tier, hit.similarity, hit.matched_prompt, dt / 1e3)
 
+    def _guard(self, tier: _Tier) -> TierHealth:
+        g = self._guards.get(tier.name)
+        if g is None:
+            g = self._guards.setdefault(tier.name, TierHealth(tier.name, tier.counters))
+        return g
+
+    def _get(self, tier: _Tier, key: str, *, count: bool) -> CacheEntry | None:
+        try:
+            return tier.get(key) if count else tier.peek(key)
+        except Exception as exc:  # the tiers catch their own failures; this is the last line
+            self._guard(tier).failed("lookup", exc, advice="treated as a miss")
+            if count:
+                tier.counters.incr("misses")
+            return None
+
+    def _put(self, tier: _Tier, entry: CacheEntry) -> bool:
+        try:
+            return tier.put(entry)
+        except Exception as exc:
+            self._guard(tier).failed("store", exc, advice="the store is skipped", store=True)
+            return False
+
     def _lookup_exact(self, key: str) -> CacheHit | None:
         tiers = self.tiers
         for i, tier in enumerate(tiers):
-            entry = tier.get(key)
+            entry = self._get(tier, key, count=True)
             if entry is not None:
                 for upper in tiers[:i]:  # promote into every faster tier
-                    upper.put(entry)
+                    self._put(upper, entry)
                 return CacheHit(entry, key, "exact", tier.name)
         return None
 
     def _fetch(self, key: str) -> tuple[CacheEntry, str] | None:
         tiers = self.tiers
         for i, tier in enumerate(tiers):
-            entry = tier.peek(key)
+            entry = self._get(tier, key, count=False)
             if entry is not None:
                 for upper in tiers[:i]:
-                    upper.put(entry)
+                    self._put(upper, entry)
                 return entry, tier.name
         return None
 
@@ -282,15 +320,21 @@ class ResponseCache:
     def store(
         self, request: Request, result: StreamResult, *, backend: str = "", done_seen: bool = True
     ) -> bool:
-        """Store a complete answer. Failed, cancelled, truncated and bypassed responses are never stored."""
+        """Store a complete answer. Failed, cancelled, truncated and bypassed responses are never stored.
+
+        Never raises for a failing tier: False when no tier took the entry (see `stats_frame()`)."""
         if not storable(result, done_seen=done_seen) or self.bypasses(request):
             self.counters.incr("not_stored")
             return False
-        key = self.key(request, backend=backend)
-        entry = CacheEntry.from_result(key, result)
+        try:
+            key = self.key(request, backend=backend)
+            entry = CacheEntry.from_result(key, result)
+        except Exception as exc:
+            self.store_failed(exc)
+            return False
         stored = False
         for tier in self.tiers:
-            stored = tier.put(entry) or stored
+            stored = self._put(tier, entry) or stored
         if not stored:
             self.counters.incr("not_stored")
             return False
@@ -302,6 +346,12 @@ class ResponseCache:
                 self._semantic_failed(exc)
         self.counters.incr("stores")
         return True
+
+    def store_failed(self, exc: BaseException) -> None:
+        """A store that failed outside any tier (e.g. an answer that cannot be encoded): counted, warned once
+        per kind, and the answer is still the caller's. Used by the client's cache runs too."""
+        self.counters.incr("not_stored")
+        self._health.failed("store", exc, advice="the answer was returned but not cached")
 
     # ---- replay ----
 
@@ -365,10 +415,20 @@ class ResponseCache:
         return out
 
     def stats_frame(self) -> pl.DataFrame:
-        """One row per tier plus `total`: lookups, hits, misses, stores, evictions, bytes, hit_rate, ..."""
+        """One row per tier plus `total`: lookups, hits, misses, stores, evictions, bytes, hit_rate, ...
+
+        ``errors``: failed tier operations; ``skipped``: stores a failing tier did not make (the answer was
+        still returned); ``last_error``: the most recent real error of the tier. Never raises: a tier whose
+        size cannot be read right now shows ``entries``/``bytes`` as null."""
         rows: list[dict[str, Any]] = []
 
-        def row(tier: str, c: dict[str, int], nbytes: int | None, entries: int | None) -> None:
+        def row(
+            tier: str,
+            c: dict[str, int],
+            nbytes: int | None,
+            entries: int | None,
+            last_error: BaseException | None = None,
+        ) -> None:
             lookups = c.get("hits", 0) + c.get("misses", 0)
             rows.append(
                 {
@@ -380,18 +440,28 @@ class ResponseCache:
                     "evictions": c.get("evictions", 0),
                     "expirations": c.get("expirations", 0),
                     "errors": c.get("errors", 0),
+                    "skipped": c.get("skipped", 0),
                     "bytes": nbytes,
                     "entries": entries,
                     "hit_rate": c.get("hits", 0) / lookups if lookups else None,
+                    "last_error": None
+                    if last_error is None
+                    else f"{type(last_error).__name__}: {last_error}"[:300],
                 }
             )
 
         for t in self.tiers:
-            row(t.name, t.counters.snapshot(), t.nbytes, len(t))
+            entries, nbytes = _gauges(t)
+            health = getattr(t, "health", None)
+            last = health.last_error if isinstance(health, TierHealth) else None
+            guard = self._guards.get(t.name)
+            if guard is not None and guard.last_error is not None:
+                last = guard.last_error
+            row(t.name, t.counters.snapshot(), nbytes, entries, last)
         if self.semantic is not None:
             row("semantic", self.semantic_counters.snapshot(), None, None)
         total = self.counters.snapshot()
-        row("total", total, None, None)
+        row("total", total, None, None, self._health.last_error)
         rows[-1]["bypass"] = total.get("bypass", 0)
         return pl.DataFrame(
             rows,
@@ -404,9 +474,11 @@ class ResponseCache:
                 "evictions": pl.Int64,
                 "expirations": pl.Int64,
                 "errors": pl.Int64,
+                "skipped": pl.Int64,
                 "bytes": pl.Int64,
                 "entries": pl.Int64,
                 "hit_rate": pl.Float64,
+                "last_error": pl.Utf8,
                 "bypass": pl.Int64,
             },
         )
@@ -421,13 +493,27 @@ class ResponseCache:
         """Expire due memory entries now (small batches; lookups are never blocked for long)."""
         return self.memory.sweep()
 
-    def clear(self) -> None:
-        """Drop every entry in every tier (Redis: this namespace only). Counters are kept."""
+    def clear(self, *, all_namespaces: bool = False) -> None:
+        """Drop this namespace's entries in every tier (``all_namespaces=True``: every namespace sharing the
+        disk file or Redis prefix). Counters are kept. Raises `CacheError` if a tier could not be cleared
+        (after clearing the others): a clear that silently did nothing could keep answers meant to go."""
+        failed: list[str] = []
         for t in self.tiers:
-            t.clear()
+            try:
+                t.clear(all_namespaces=all_namespaces)
+            except Exception as exc:
+                failed.append(f"{t.name}: {exc}")
         clear = getattr(self.semantic, "clear", None)
         if callable(clear):
             clear()
+        if failed:
+            raise CacheError("could not clear " + "; ".join(failed), hint="see the tier's message")
+
+    def repair(self) -> RepairReport | None:
+        """Rebuild a damaged disk tier from its readable rows (`DiskTier.repair`); None without one."""
+        if self.disk is None:
+            return None
+        return self.disk.repair()
 
     def close(self) -> None:
         if self.disk is not None:
@@ -440,6 +526,18 @@ class ResponseCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _gauges(tier: _Tier) -> tuple[int | None, int | None]:
+    """(entries, bytes), None where the tier cannot tell right now; never raises."""
+    gauges = getattr(tier, "gauges", None)
+    try:
+        if callable(gauges):
+            entries, nbytes = gauges()
+            return entries, nbytes
+        return len(tier), tier.nbytes
+    except Exception:
+        return None, None
 
 
 def _default_semantic() -> SemanticLike:

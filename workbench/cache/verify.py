@@ -262,7 +262,7 @@ class LLMJudge(VerifierBase):
             )
         self.protocol: Literal["ollama", "openai"] = proto
         self.only_below = only_below
-        headers = {"Authorization": f"Bearer {self.backend.api_key}"} if self.backend.api_key else {}
+        headers = self.backend.auth_headers()
         self._own_client = client is None
         self._client = client or httpx.Client(
             base_url=self.backend.url, timeout=timeout, verify=self.backend.verify, headers=headers

@@ -181,7 +181,13 @@ class AsyncClient:
             if owned:
                 await http.aclose()
         if resp.status_code != 200:
-            raise status_error(resp.status_code, resp.content, method="GET", url=url)
+            raise status_error(
+                resp.status_code,
+                resp.content,
+                method="GET",
+                url=url,
+                retry_after=resp.headers.get("retry-after"),
+            )
         return parse_models(protocol, resp.content, url)
 
     async def default_model(self) -> str:
@@ -454,6 +460,7 @@ class AsyncStream:
                 method=prepared.method,
                 url=url,
                 location=resp.headers.get("location"),
+                retry_after=resp.headers.get("retry-after"),
             )
         # a response built with content= (mock transports) is already read; real ones stream
         self._raw = _one(resp.content) if resp.is_stream_consumed else resp.aiter_raw()

@@ -13,13 +13,13 @@ import httpx
 import orjson
 
 from workbench._exceptions import (
+    EXCERPT_CHARS,
     CancelledError,
     ConfigError,
     ConnectError,
     ConnectTimeout,
     FirstTokenTimeout,
     IdleTimeout,
-    NotFoundError,
     StatusError,
     StreamError,
     TimeoutError,
@@ -27,6 +27,7 @@ from workbench._exceptions import (
     TransportError,
     TruncatedStreamError,
     WorkbenchError,
+    http_status_error,
 )
 from workbench._types import (
     Backend,
@@ -66,6 +67,11 @@ __all__ = [
 ERROR_BODY_LIMIT = 64 * 1024
 Phase = Literal["connect", "response", "body"]
 
+
+
+# Test-only: added to every arrival stamp, so the timing tests can prove they fail a client that stamps late
+# (tests/integration/test_measurement_validity.py). Always 0 outside those tests; one global load per read.
+_TEST_ONLY_STAMP_DELAY_NS = 0
 
 def as_backend(backend: Backend | str) -> Backend:
     return Backend(backend) if isinstance(backend, str) else backend
@@ -212,27 +218,24 @@ def map_error(exc: BaseException, *, url: str, phase: Phase, timeouts: Timeouts)
 
 
 def status_error(
-    status: int, body: bytes, *, method: str, url: str, location: str | None = None
+    status: int,
+    body: bytes,
+    *,
+    method: str,
+    url: str,
+    location: str | None = None,
+    retry_after: str | None = None,
 ) -> StatusError:
-    server_message = parse_error_body(body)
-    message = f"{method} {url} returned HTTP {status}: {server_message or '(empty body)'}"
-    if status < 400:
-        return StatusError(
-            message,
-            status_code=status,
-            server_message=server_message,
-            hint=f"the server redirects to {location}; use that URL as the backend URL",
-        )
-    if status == 404:
-        return NotFoundError(message, status_code=status, server_message=server_message)
-    if status in (401, 403):
-        return StatusError(
-            message,
-            status_code=status,
-            server_message=server_message,
-            hint="check the API key (Backend(..., api_key=...))",
-        )
-    return StatusError(message, status_code=status, server_message=server_message)
+    """The StatusError for an HTTP error answer; `http_status_error` names the likely cause of a bare one."""
+    return http_status_error(
+        status,
+        method=method,
+        url=url,
+        body_text=body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace"),
+        server_message=parse_error_body(body),
+        location=location,
+        retry_after=retry_after,
+    )
 
 
 # ---- one stream's I/O-free state ----
@@ -302,6 +305,8 @@ class StreamCore:
     # -- data --
 
     def on_data(self, data: bytes, t_ns: int) -> list[StreamEvent]:
+        if _TEST_ONLY_STAMP_DELAY_NS:
+            t_ns += _TEST_ONLY_STAMP_DELAY_NS
         self.last_read_ns = t_ns
         self.body_started = True
         if self.cancel_ns is not None:

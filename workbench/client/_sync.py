@@ -274,7 +274,13 @@ class Client:
             if owned:
                 http.close()
         if resp.status_code != 200:
-            raise status_error(resp.status_code, resp.content, method="GET", url=url)
+            raise status_error(
+                resp.status_code,
+                resp.content,
+                method="GET",
+                url=url,
+                retry_after=resp.headers.get("retry-after"),
+            )
         return parse_models(self.protocol, resp.content, url)
 
     def default_model(self) -> str:
@@ -483,6 +489,7 @@ class Stream:
                 method=prepared.method,
                 url=url,
                 location=resp.headers.get("location"),
+                retry_after=resp.headers.get("retry-after"),
             )
         # a response built with content= (mock transports) is already read; real ones stream
         self._raw = iter((resp.content,)) if resp.is_stream_consumed else resp.iter_raw()

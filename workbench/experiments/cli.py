@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from workbench._exceptions import ConfigError, WorkbenchError
+from workbench._secrets import redact_argv
 from workbench._types import Backend
 from workbench.experiments.arrivals import parse_arrival, parse_sweep
-from workbench.experiments.report import html_report, markdown_report, markdown_table
+from workbench.experiments.report import error_section, html_report, markdown_report, markdown_table
 from workbench.experiments.results import RunResult, sweep_table
 from workbench.experiments.runner import ablation_variants, compare
 from workbench.experiments.stats import SLO
 from workbench.experiments.workloads import Workload, available_prompt_sets
-from workbench.metrics.frames import tokens_note
+from workbench.metrics.frames import failure_line, tokens_note
 from workbench.optimizations import Optimizations
 
 __all__ = ["main", "parse_variant"]
@@ -65,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("server")
     g.add_argument("--url", help="a real server; without it the embedded simulator is started")
     g.add_argument("--protocol", default="auto", choices=["auto", "openai", "ollama"])
-    g.add_argument("--api-key", default=None)
+    g.add_argument(
+        "--api-key",
+        default=None,
+        help="API key (default: $WORKBENCH_API_KEY or $OPENAI_API_KEY; prefer those, a command line is "
+        "visible to other users). Never saved: the recorded command line shows ***",
+    )
     g.add_argument("--ca", default=None, help="CA bundle to trust (TLS)")
     g.add_argument("--tls", action="store_true", help="simulator: serve HTTPS (its own CA is trusted)")
     g.add_argument("--http2", action="store_true", help="simulator: offer HTTP/2")
@@ -136,10 +143,9 @@ def _profile(args: argparse.Namespace) -> Any:
 def _server(args: argparse.Namespace) -> Iterator[tuple[Backend, dict[str, Any]]]:
     if args.url:
         verify: bool | str = args.ca if args.ca else True
-        yield (
-            Backend(args.url, protocol=args.protocol, api_key=args.api_key, verify=verify),
-            {"url": args.url},
-        )
+        key = args.api_key or os.environ.get("WORKBENCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        backend = Backend(args.url, protocol=args.protocol, api_key=key or None, verify=verify)
+        yield backend, {"url": backend.url}  # Backend took any user:secret@ out of the URL
         return
     from workbench.simulator import Simulator
 
@@ -237,6 +243,7 @@ def _main(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with _server(args) as (backend, server_info):
         runs: list[RunResult] = []
+        all_failed: list[str] = []  # arrival levels where not one measured request succeeded
         for arrival in arrivals:
             run = compare(
                 workload,
@@ -253,11 +260,21 @@ def _main(args: argparse.Namespace) -> int:
                 baseline="baseline" if "baseline" in variants else None,
             )
             run.config["server"] = server_info
-            run.config["argv"] = sys.argv[1:]
+            run.config["argv"] = redact_argv(sys.argv[1:])
             target = out if len(arrivals) == 1 else out / arrival.label().replace("=", "-").replace(",", "-")
             target.mkdir(parents=True, exist_ok=True)
             _write(run, target, f"workbench bench · {arrival.label()}", args.charts)
+            failed = failure_line(run.measured)
+            every = failed is not None and bool(run.errors.get_column("count").sum() == run.measured.height)
+            if failed is not None:  # before any table: a table of dashes must not come first
+                print(f"workbench bench: {'FAILED: ' if every else ''}{failed}", flush=True)
             print(f"\n== {arrival.label()} ==")
+            if every:
+                all_failed.append(arrival.label())
+                section = error_section(run)
+                print("### Errors\n\n" + markdown_table(section[1]) if section else "")
+                print(f"\nno request succeeded; see {target}/report.md and the hints above")
+                continue
             print(markdown_report(run))
             note = tokens_note(run.frame)
             if note:
@@ -273,4 +290,7 @@ def _main(args: argparse.Namespace) -> int:
             print("\n== sweep ==")
             print(markdown_table(table))
     print(f"\nwrote {out}/ (results.parquet, results.json, report.md, report.html)")
+    if all_failed:
+        print(f"workbench bench: every request failed ({', '.join(all_failed)}); exit 1", file=sys.stderr)
+        return 1
     return 0

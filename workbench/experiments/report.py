@@ -15,12 +15,20 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from workbench.experiments.stats import HIGHER_IS_BETTER
+from workbench.metrics.frames import error_summary, failure_line
 from workbench.metrics.stats import percentile, ratio_ci
 
 if TYPE_CHECKING:
     from workbench.experiments.results import RunResult
 
-__all__ = ["before_after", "cache_table", "html_report", "markdown_report", "markdown_table"]
+__all__ = [
+    "before_after",
+    "cache_table",
+    "error_section",
+    "html_report",
+    "markdown_report",
+    "markdown_table",
+]
 
 Getter = Callable[[pl.DataFrame], float]
 
@@ -217,6 +225,22 @@ def _cell(v: Any) -> str:
     return str(v).replace("|", "\\|")
 
 
+def error_section(run: RunResult) -> tuple[str, pl.DataFrame] | None:
+    """(one line: how many measured requests failed and why, table: error kinds with counts and the first
+    message of each), or None when nothing failed. Reports put it first: a table of dashes needs a reason."""
+    frame = run.measured
+    line = failure_line(frame)
+    if line is None:
+        return None
+    table = error_summary(frame).with_columns(
+        pl.col("share_pct").round(1),
+        pl.col("first_error").str.replace_all(r"\s+", " "),  # one table row per kind, whatever the body held
+    )
+    if frame.height and table.get_column("count").sum() == frame.height:
+        line = "Every request failed, so the tables below have no measurements. " + line
+    return line, table
+
+
 def _sections(run: RunResult) -> list[tuple[str, pl.DataFrame]]:
     out: list[tuple[str, pl.DataFrame]] = []
     base = str(run.config.get("baseline") or (run.variants[0] if run.variants else ""))
@@ -244,6 +268,9 @@ def markdown_report(run: RunResult) -> str:
         f"warm-up {cfg.get('warmup')} per variant (excluded).",
         "",
     ]
+    errors = error_section(run)
+    if errors is not None:
+        lines += ["### Errors", "", f"**{errors[0]}**", "", markdown_table(errors[1]), ""]
     for title, table in _sections(run):
         lines += [f"### {title}", "", markdown_table(table), ""]
     if len(run.variants) > 3:
@@ -300,6 +327,13 @@ def html_report(run: RunResult, *, charts: list[str] | None = None, title: str =
         )
         + "</p>",
     ]
+    errors = error_section(run)
+    if errors is not None:
+        parts += [
+            "<h2>Errors</h2>",
+            f"<p class='warn'><strong>{html.escape(errors[0])}</strong></p>",
+            _html_table(errors[1]),
+        ]
     for section, table in _sections(run):
         parts += [f"<h2>{html.escape(section)}</h2>", _html_table(table)]
     if len(run.variants) > 3:

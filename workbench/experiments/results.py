@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from workbench._secrets import scrub
 from workbench._types import StreamResult
 from workbench.experiments.stats import (
     COMPARE_METRICS,
@@ -166,6 +167,14 @@ class RunResult:
         return pl.DataFrame(rows)
 
     @property
+    def errors(self) -> pl.DataFrame:
+        """Failed measured requests grouped by error kind and HTTP status: count, share_pct, variants and
+        the first error message of each (status, URL, body excerpt, hint). Empty when nothing failed."""
+        from workbench.metrics.frames import error_summary
+
+        return error_summary(self.measured)
+
+    @property
     def warnings(self) -> list[str]:
         return [
             *self.meta.get("warnings", []),
@@ -186,7 +195,8 @@ class RunResult:
             p = p / "results.parquet" if (p.is_dir() or not p.suffix) else p.with_suffix(".parquet")
         p.parent.mkdir(parents=True, exist_ok=True)
         self.frame.write_parquet(p)
-        sidecar = {"config": self.config, "meta": self.meta, "format": "workbench.run/1"}
+        # scrub: URL credentials, secret-named keys and --api-key values never reach the file
+        sidecar = {"config": scrub(self.config), "meta": scrub(self.meta), "format": "workbench.run/1"}
         p.with_suffix(".json").write_bytes(
             orjson.dumps(sidecar, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str)
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = [
     "ITL_SCHEMA",
     "REQUEST_SCHEMA",
     "chunks_frame",
+    "error_summary",
+    "failure_line",
     "itl_frame",
     "load_frame",
     "save_frame",
@@ -283,6 +286,73 @@ def tokens_note(frame: pl.DataFrame) -> str | None:
         f"output_tokens of {counted} of {ok.height} requests counted from received chunks: the server sent "
         "no usage (tokens_source=chunks); a chunk can carry more than one token, so tokens/s may read low"
     )
+
+
+ERROR_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "error_kind": pl.String(),
+    "http_status": pl.Int64(),
+    "count": pl.Int64(),
+    "share_pct": pl.Float64(),
+    "variants": pl.String(),
+    "first_error": pl.String(),
+}
+
+# StatusError messages read "<METHOD> <url> returned HTTP <status>..." (_exceptions.http_status_error)
+_HTTP_STATUS = re.compile(r"returned HTTP (\d{3})")
+
+
+def error_summary(data: pl.DataFrame | Iterable[StreamResult]) -> pl.DataFrame:
+    """A run's failed requests (status "error") grouped by error kind and HTTP status, most common first:
+    count, share of all requests given (%), the variants they hit, and the first error message of each group
+    (status, URL, body excerpt and hint, as the client wrote it). Empty (typed) when nothing failed.
+
+    Takes a request frame (`to_frame`, `RunResult.frame`) or StreamResults; cancelled requests are not
+    failures.
+    """
+    frame = data if isinstance(data, pl.DataFrame) else to_frame(data)
+    if frame.height == 0 or "status" not in frame.columns:
+        return pl.DataFrame(schema=ERROR_SUMMARY_SCHEMA)
+    total = frame.height
+    failed = frame.filter(pl.col("status") == "error")
+    if failed.height == 0:
+        return pl.DataFrame(schema=ERROR_SUMMARY_SCHEMA)
+    variant = pl.col("variant") if "variant" in failed.columns else pl.lit(None, pl.String())
+    grouped = (
+        failed.with_row_index("_order")
+        .with_columns(
+            pl.col("error_kind").fill_null("unknown"),
+            pl.col("error").str.extract(_HTTP_STATUS.pattern, 1).cast(pl.Int64).alias("http_status"),
+            variant.cast(pl.String).alias("_variant"),
+        )
+        .group_by("error_kind", "http_status", maintain_order=True)
+        .agg(
+            pl.len().cast(pl.Int64).alias("count"),
+            pl.col("_variant").drop_nulls().unique(maintain_order=True).str.join(", ").alias("variants"),
+            pl.col("error").sort_by("_order").drop_nulls().first().alias("first_error"),
+            pl.col("_order").min().alias("_first"),
+        )
+    )
+    return (
+        grouped.with_columns((100.0 * pl.col("count") / total).alias("share_pct"))
+        .sort(["count", "_first"], descending=[True, False])
+        .select(list(ERROR_SUMMARY_SCHEMA))
+        .cast(ERROR_SUMMARY_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def failure_line(frame: pl.DataFrame) -> str | None:
+    """One line saying how many requests of `frame` failed and the most common reason; None when none did."""
+    errors = error_summary(frame)
+    if errors.height == 0:
+        return None
+    n_failed = int(errors.get_column("count").sum())
+    top = errors.row(0, named=True)
+    what = "all" if n_failed == frame.height else f"{n_failed} of"
+    kinds = ", ".join(
+        f"{r['count']}× {r['error_kind']}" + (f" (HTTP {r['http_status']})" if r["http_status"] else "")
+        for r in errors.iter_rows(named=True)
+    )
+    return f"{what} {frame.height} requests failed: {kinds}. First: {top['first_error']}"
 
 
 def _timestamp() -> str:

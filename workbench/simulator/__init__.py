@@ -9,9 +9,11 @@
 Endpoints (one port serves both protocols): Ollama `/api/chat`, `/api/generate`, `/api/embed`, `/api/tags`,
 `/api/version`, `/`; OpenAI `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
 
-Knobs live in `Profile` (latency model, cold start, queueing, faults, trace replay). Any of them can be
-overridden for one request with the header `X-Sim-Override: {"token_delay_ms": 0}` (JSON) or
+Knobs live in `Profile` (latency model, cold start, queueing, faults, trace replay). Any of them but `trace`
+can be overridden for one request with the header `X-Sim-Override: {"token_delay_ms": 0}` (JSON) or
 `X-Sim-Fault: disconnect_after=5,stall_s=0.2`; a bad override is a 400 in the protocol's error shape.
+`Profile(trace=...)` replays a server recorded with `workbench record` (a `Trace` or the path of its .jsonl
+file; see `workbench.simulator.trace`): each request gets a recorded request's timing and chunking.
 
 Ground truth (`sim.ground_truth(request_id)`, keyed by the request's `X-Request-Id` header): one emit stamp
 (`time.perf_counter_ns()`, taken right before the write) per chunk, where a chunk is one SSE event (role
@@ -31,8 +33,10 @@ from workbench.simulator.process import ProcessSimulator
 from workbench.simulator.profile import Profile, ProfileError
 from workbench.simulator.server import Simulator
 from workbench.simulator.text import count_tokens, embed
+from workbench.simulator.trace import SHIPPED_TRACE, Trace, TraceError, TraceRecord
 
 __all__ = [
+    "SHIPPED_TRACE",
     "GroundTruth",
     "ProcessSimulator",
     "Profile",
@@ -40,6 +44,9 @@ __all__ = [
     "ServerStats",
     "SimApp",
     "Simulator",
+    "Trace",
+    "TraceError",
+    "TraceRecord",
     "count_tokens",
     "embed",
     "trace_from_stamps",

@@ -9,6 +9,7 @@ import orjson
 
 from workbench.simulator.profile import Profile
 from workbench.simulator.server import Simulator
+from workbench.simulator.trace import Trace
 
 _TUPLES = ("models", "embed_models", "trace_ms")
 
@@ -18,6 +19,8 @@ def main(argv: list[str]) -> int:
     fields = dict(spec["profile"])
     for name in _TUPLES:
         fields[name] = tuple(fields[name])
+    if spec.get("trace"):
+        fields["trace"] = Trace.loads(spec["trace"], source="trace")
     sim = Simulator(
         Profile(**fields),
         tls=spec["tls"],

@@ -26,7 +26,9 @@ from workbench.simulator.generate import Flags, Job, Stopper, run_full, run_stre
 from workbench.simulator.groundtruth import Ledger, _Live
 from workbench.simulator.latency import ColdStarts, schedule
 from workbench.simulator.profile import Profile, ProfileError, apply_overrides
+from workbench.simulator.request_body import BadRequest, parse_json, prompt_text, read_body
 from workbench.simulator.text import TokenStream, count_tokens, embed_many, output_length, rng_for
+from workbench.simulator.trace import Lateness, Replay, ReplayChunks, plan_replay
 from workbench.simulator.wire import StreamEncoder, rfc3339_nano
 
 __all__ = ["AbortConnection", "SimApp", "abort_connection"]
@@ -38,13 +40,8 @@ Send = Callable[[Message], Awaitable[None]]
 Proto = Literal["ollama", "openai"]
 Kind = Literal["chat", "completion", "embed"]
 
-_MAX_BODY = 32 * 1024 * 1024
 _JSON_OLLAMA = b"application/json; charset=utf-8"
 _JSON_OPENAI = b"application/json"
-_OPENAI_BAD_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
-    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
-)
 
 
 class AbortConnection(Exception):
@@ -107,14 +104,6 @@ _ROUTES: dict[str, _Route] = {
 }
 
 
-class BadRequest(Exception):
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
 def _error(proto: Proto, exc: BadRequest) -> tuple[bytes, bytes]:
     if proto == "ollama":
         return wire_ollama.error_body(exc.message), _JSON_OLLAMA
@@ -134,6 +123,7 @@ class SimApp:
         self.cold = ColdStarts()
         self.abort: Callable[[Send], Awaitable[None]] = abort_connection
         self._sems: dict[int, asyncio.Semaphore] = {}
+        self._lateness: dict[str, Lateness] = {}  # per protocol: their first writes differ (headers)
         self._stops: set[Stopper] = set()
         self._ids = itertools.count(1)
         self._closing = False
@@ -227,7 +217,7 @@ class SimApp:
         proto = route.proto
         try:
             try:
-                body = await _read_body(receive)
+                body = await read_body(receive)
                 if body is None:
                     self.ledger.mark_disconnect(rec, perf_counter_ns())
                     return
@@ -236,7 +226,7 @@ class SimApp:
                     _hdr(headers, b"x-sim-override"),
                     _hdr(headers, b"x-sim-fault"),
                 )
-                data = _parse_json(proto, body)
+                data = parse_json(proto, body)
                 if route.kind == "embed":
                     await self._embed(proto, data, profile, rec, send)
                 else:
@@ -333,7 +323,7 @@ class SimApp:
         send: Send,
     ) -> None:
         model = self._check_model(proto, data, profile, embed=False)
-        prompt = _prompt_text(proto, kind, data)
+        prompt = prompt_text(proto, kind, data)
         options = data.get("options") if proto == "ollama" else data
         if not isinstance(options, dict):
             options = {}
@@ -355,7 +345,11 @@ class SimApp:
             raise BadRequest(profile.error_status, error_status_message(profile.error_status))
 
         prompt_tokens = count_tokens(prompt)
-        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+        # A recorded server's request stands in for the latency model and the output length.
+        replay = plan_replay(profile.replay_trace, data, prompt, seed, limit)
+        if replay is not None:
+            n_tokens, finish = replay.completion_tokens, replay.finish_reason
+        elif isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
             n_tokens, finish = limit, "length"
         else:
             lo, hi = profile.default_tokens_min, profile.default_tokens_max
@@ -404,6 +398,7 @@ class SimApp:
                 flags,
                 load_ns,
                 prompt_tokens,
+                replay,
             )
             if stream:
                 await run_stream(job)
@@ -436,11 +431,25 @@ class SimApp:
         flags: Flags,
         load_ns: int,
         prompt_tokens: int,
+        replay: Replay | None,
     ) -> Job:
         prefill_start = perf_counter_ns()
-        k = profile.tokens_per_chunk
-        n_chunks = -(-n_tokens // k)
-        sched = schedule(profile, prompt_tokens, rng_for("latency", seed, model, prompt))
+        tokens: TokenStream | ReplayChunks
+        start = prefill_start
+        lateness: Lateness | None = None
+        if replay is not None:
+            k, n_chunks, tokens = 1, replay.n_chunks, replay.chunks(seed, model, prompt)
+            lateness = self._lateness.setdefault(proto, Lateness())
+            ttft_ns, gaps = max(replay.ttft_ns - lateness.estimate_ns(), 0), replay.gaps()
+            # A recorded TTFT runs from the client's send: count it from the request's arrival (plus any
+            # queueing or load this simulator added), so our own parsing is not added on top of it.
+            start = min(prefill_start, rec.received_ns + int(rec.queued_ms * 1e6) + load_ns)
+        else:
+            k = profile.tokens_per_chunk
+            n_chunks = -(-n_tokens // k)
+            tokens = TokenStream(seed, model, prompt, n_tokens)
+            sched = schedule(profile, prompt_tokens, rng_for("latency", seed, model, prompt))
+            ttft_ns, gaps = sched.ttft_ns, sched.gaps
         encoder: StreamEncoder
         if proto == "ollama":
             encoder = wire_ollama.OllamaEncoder(kind, model)
@@ -460,14 +469,16 @@ class SimApp:
             abort=self.abort,
             stop=stop,
             encoder=encoder,
-            tokens=TokenStream(seed, model, prompt, n_tokens),
+            tokens=tokens,
             tokens_per_chunk=k,
             n_chunks=n_chunks,
-            first_due_ns=prefill_start + sched.ttft_ns,
-            gaps=sched.gaps,
+            first_due_ns=start + ttft_ns,
+            gaps=gaps,
             plan=plan,
             headers=headers,
             headers_early=stream and proto == "openai",
+            precise=replay is not None if profile.precise_timer is None else profile.precise_timer,
+            lateness=lateness,
             received_ns=rec.received_ns,
             prefill_start_ns=prefill_start,
             load_ns=load_ns,
@@ -519,86 +530,6 @@ async def _acquire(sem: asyncio.Semaphore, stop: Stopper) -> bool:
 def _hdr(headers: dict[bytes, bytes], name: bytes) -> str | None:
     v = headers.get(name)
     return v.decode("utf-8", "replace") if v else None
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_BODY:
-            raise BadRequest(413, "request body too large")
-        parts.append(chunk)
-        if not msg.get("more_body", False):
-            return b"".join(parts)
-
-
-def _parse_json(proto: Proto, body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        raise BadRequest(400, "missing request body" if proto == "ollama" else _OPENAI_BAD_JSON)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if proto == "ollama":
-            first = body.lstrip()[:1].decode("latin-1")
-            msg = (
-                f"invalid character '{first}' looking for beginning of value"
-                if first not in '{["'
-                else str(exc)
-            )
-            raise BadRequest(400, msg) from None
-        raise BadRequest(400, _OPENAI_BAD_JSON) from None
-    if not isinstance(data, dict):
-        raise BadRequest(400, "request body must be a JSON object" if proto == "ollama" else _OPENAI_BAD_JSON)
-    return data
-
-
-def _content_text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return None
-
-
-def _prompt_text(proto: Proto, kind: Literal["chat", "completion"], data: dict[str, Any]) -> str:
-    if kind == "chat":
-        msgs = data.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            if proto == "ollama":
-                raise BadRequest(400, "messages is required")
-            raise BadRequest(
-                400,
-                "Missing required parameter: 'messages'.",
-                param="messages",
-                code="missing_required_parameter",
-            )
-        texts: list[str] = []
-        for i, m in enumerate(msgs):
-            text = _content_text(m.get("content")) if isinstance(m, dict) else None
-            if text is None or not isinstance(m.get("role"), str):
-                msg = f"messages[{i}] must be an object with string role and content"
-                raise BadRequest(400, msg, param=f"messages.[{i}]")
-            texts.append(text)
-        return "\n".join(texts)
-    prompt = data.get("prompt")
-    if isinstance(prompt, list) and proto == "openai" and all(isinstance(p, str) for p in prompt) and prompt:
-        prompt = "\n".join(prompt)
-    if not isinstance(prompt, str):
-        if proto == "ollama":
-            raise BadRequest(400, "prompt is required")
-        raise BadRequest(
-            400, "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
-        )
-    if proto == "ollama" and isinstance(data.get("system"), str):
-        prompt = data["system"] + "\n" + prompt
-    return prompt
 
 
 async def _send(send: Send, status: int, body: bytes, ctype: bytes, *, request_id: str | None = None) -> None:

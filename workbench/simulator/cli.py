@@ -13,6 +13,7 @@ import orjson
 
 from workbench.simulator.profile import Profile, ProfileError
 from workbench.simulator.server import Simulator
+from workbench.simulator.trace import Trace
 
 __all__ = ["build_parser", "main"]
 
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace",
         default=None,
         metavar="FILE",
-        help="replay timing: JSON list [ttft_ms, gap_ms, ...] (see simulator.trace_from_stamps)",
+        help="replay a server recorded with `workbench record` (a .jsonl trace, e.g. data/traces/*.jsonl); "
+        "also a JSON list [ttft_ms, gap_ms, ...] (see simulator.trace_from_stamps)",
     )
     ap.add_argument("--instant", action="store_true", help="zero delays (Profile.instant())")
     ap.add_argument("--cold-start", action="store_true", help="the first request per model pays load_ms")
@@ -73,17 +75,33 @@ def profile_from_args(ns: argparse.Namespace) -> Profile:
     if ns.models:
         changes["models"] = tuple(m.strip() for m in ns.models.split(",") if m.strip())
     if ns.trace:
-        data = orjson.loads(Path(ns.trace).read_bytes())
-        if isinstance(data, dict):
-            data = data.get("trace_ms")
-        if not isinstance(data, list) or not data:
-            raise ProfileError(f"{ns.trace}: expected a JSON list of milliseconds [ttft_ms, gap_ms, ...]")
-        changes["trace_ms"] = tuple(float(x) for x in data)
+        raw = Path(ns.trace).read_bytes()
+        if raw.lstrip().startswith(b"{") and b'"format"' in raw.split(b"\n", 1)[0]:
+            changes["trace"] = Trace.loads(raw, source=ns.trace)  # a recorded server (workbench record)
+        else:
+            data = _json_list(ns.trace, raw)
+            changes["trace_ms"] = tuple(float(x) for x in data)
     for name in _KNOBS:
         value = getattr(ns, name)
         if value is not None:
             changes[name] = value
     return Profile.instant(**changes) if ns.instant else Profile(**changes)
+
+
+def _json_list(name: str, raw: bytes) -> list[Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProfileError(
+            f"{name}: neither a workbench trace (JSON Lines with a header) nor a JSON list ({exc})"
+        ) from None
+    if isinstance(data, dict):
+        data = data.get("trace_ms")
+    if not isinstance(data, list) or not data:
+        raise ProfileError(
+            f"{name}: expected a trace from `workbench record` or a JSON list [ttft_ms, gap_ms, ...]"
+        )
+    return data
 
 
 def main(argv: list[str]) -> int:
@@ -101,6 +119,8 @@ def main(argv: list[str]) -> int:
         return 1
     models = ", ".join(profile.models)
     print(f"simulator listening on {sim.url}  (Ollama /api/*, OpenAI /v1/*; models: {models})")
+    if profile.replay_trace is not None:
+        print(f"replaying {ns.trace}: {profile.replay_trace.describe()}")
     if sim.ca_path:
         print(f"CA certificate: {sim.ca_path}  (pass as verify=)")
     print("Ctrl-C to stop", flush=True)

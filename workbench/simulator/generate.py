@@ -16,6 +16,8 @@ from typing import Any
 from workbench.simulator.faults import FaultPlan
 from workbench.simulator.groundtruth import Ledger, _Live
 from workbench.simulator.text import TokenStream
+from workbench.simulator.timer import TimerHandle, call_at_ns
+from workbench.simulator.trace import Lateness, ReplayChunks
 from workbench.simulator.wire import StreamEncoder, Timing
 
 __all__ = ["MAX_BATCH", "Flags", "Job", "Stopper", "run_full", "run_stream", "sleep_or_stop"]
@@ -42,7 +44,7 @@ class Job:
     abort: Abort
     stop: Stopper  # set on client disconnect or server shutdown
     encoder: StreamEncoder
-    tokens: TokenStream  # the text, drawn chunk by chunk
+    tokens: TokenStream | ReplayChunks  # the text, drawn chunk by chunk (or a recorded chunking)
     tokens_per_chunk: int
     n_chunks: int
     first_due_ns: int  # absolute perf_counter_ns of content chunk 0
@@ -60,6 +62,10 @@ class Job:
     # OpenAI-style servers (vLLM, the OpenAI API) send the response headers as soon as the request is
     # accepted and the first token after prefill; Ollama (Go's net/http) sends them with its first write.
     headers_early: bool = field(default=False)
+    # Wake on the sub-millisecond timer thread (timer.py; Profile.precise_timer): gaps are not quantized.
+    precise: bool = field(default=False)
+    # Replays learn how late their first chunk goes out, and aim the next ones that much earlier.
+    lateness: Lateness | None = field(default=None)
 
     async def start(self) -> None:
         """Send the response headers now (a streaming response; the body follows)."""
@@ -67,7 +73,8 @@ class Job:
             self.started = True
             await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
-    async def write(self, body: bytes, n: int, n_text: int, *, more: bool = True) -> None:
+    async def write(self, body: bytes, n: int, n_text: int, *, more: bool = True) -> int:
+        """Send body bytes (headers first if not yet sent); returns the emit stamp of the body."""
         if not self.started:
             self.started = True
             headers = self.headers
@@ -80,6 +87,7 @@ class Job:
             self.flags.done_sending = True
         if n:
             self.ledger.emit(self.rec, stamp, n, n_text)
+        return stamp
 
     async def end_body(self) -> None:
         if not self.started:
@@ -129,13 +137,18 @@ class Stopper:
             if not fut.done():
                 fut.set_result(True)
 
-    async def wait(self, timeout_s: float | None = None) -> bool:
-        """True when stopped; False when `timeout_s` passed first."""
+    async def wait(self, timeout_s: float | None = None, *, precise: bool = False) -> bool:
+        """True when stopped; False when `timeout_s` passed first (`precise`: on the sub-ms timer thread)."""
         if self._set:
             return True
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        handle = loop.call_later(timeout_s, _resolve, fut) if timeout_s is not None else None
+        handle: asyncio.TimerHandle | TimerHandle | None = None
+        if timeout_s is not None:
+            if precise:
+                handle = call_at_ns(perf_counter_ns() + int(timeout_s * 1e9), loop, fut)
+            else:
+                handle = loop.call_later(timeout_s, _resolve, fut)
         self._waiters.add(fut)
         try:
             return await fut
@@ -150,11 +163,11 @@ def _resolve(fut: asyncio.Future[bool]) -> None:
         fut.set_result(False)
 
 
-async def sleep_or_stop(stop: Stopper, delay_ns: int) -> bool:
+async def sleep_or_stop(stop: Stopper, delay_ns: int, *, precise: bool = False) -> bool:
     """Sleep; True when `stop` was set first (the caller must end the response)."""
     if delay_ns <= 0:
         return stop.is_set()
-    return await stop.wait(delay_ns / 1e9)
+    return await stop.wait(delay_ns / 1e9, precise=precise)
 
 
 async def run_stream(job: Job) -> None:
@@ -210,7 +223,7 @@ async def run_stream(job: Job) -> None:
         now = perf_counter_ns()
         target = due + shift
         if target > now:
-            if await sleep_or_stop(job.stop, target - now):
+            if await sleep_or_stop(job.stop, target - now, precise=job.precise):
                 await _stopped(job)
                 return
             now = perf_counter_ns()
@@ -231,9 +244,11 @@ async def run_stream(job: Job) -> None:
         if pre:
             body = b"".join(pre) + body
         stamp = perf_counter_ns()
-        await job.write(body, len(pre) + j - sent, j - sent)
+        emitted = await job.write(body, len(pre) + j - sent, j - sent)
         if first_emit is None:
             first_emit = stamp
+            if job.lateness is not None:
+                job.lateness.add(emitted - (job.first_due_ns + shift))
         last_emit = stamp
         pre = []
         sent = j
@@ -259,7 +274,7 @@ async def run_full(job: Job) -> None:
         end += next(job.gaps)
     if plan.stall_at is not None:
         end += plan.stall_ns
-    if await sleep_or_stop(job.stop, end - perf_counter_ns()):
+    if await sleep_or_stop(job.stop, end - perf_counter_ns(), precise=job.precise):
         await _stopped(job)
         return
     if plan.disconnect_at is not None:

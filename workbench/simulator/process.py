@@ -52,8 +52,11 @@ class ProcessSimulator:
     def start(self, timeout_s: float = 30.0) -> ProcessSimulator:
         if self._proc is not None:
             return self
+        trace = self.profile.replay_trace
         spec = {
-            "profile": dataclasses.asdict(self.profile),
+            # A trace goes over as its own file text (the child parses it as `Profile(trace=...)` would).
+            "profile": dataclasses.asdict(dataclasses.replace(self.profile, trace=None)),
+            "trace": trace.dumps() if trace is not None else None,
             "tls": self.tls,
             "http2": self.http2,
             "host": self.host,

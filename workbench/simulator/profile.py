@@ -8,10 +8,13 @@ serve many tests with different behaviour.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
+
+from workbench.simulator.trace import Trace, TraceError
 
 __all__ = ["Profile", "ProfileError", "apply_overrides", "parse_fault_header"]
 
@@ -52,6 +55,14 @@ class Profile:
     embed_dim: int = 384
     # Trace replay: [ttft_ms, gap_ms, gap_ms, ...] replaces the latency model; gaps repeat cyclically.
     trace_ms: tuple[float, ...] = ()
+    # A recorded server (`workbench record`): a Trace or the path of its .jsonl file. Each request replays
+    # a recorded one (timing, chunking, token counts; see workbench.simulator.trace), in place of the
+    # latency model and output lengths above. The recorded model name is listed first.
+    trace: Trace | str | os.PathLike[str] | None = None
+    # Wake for each chunk on a sub-millisecond timer thread (timer.py) instead of the event loop's timer,
+    # whose whole-millisecond epoll timeouts quantize gaps to ~1 ms; costs a thread switch per chunk.
+    # None: only for trace replays, whose job is to reproduce recorded gaps.
+    precise_timer: bool | None = None
     # Faults.
     error_status: int | None = None
     disconnect_after: int | None = None
@@ -87,6 +98,28 @@ class Profile:
                 raise ProfileError(f"{name} must be >= 0")
         if any(g < 0 for g in self.trace_ms):
             raise ProfileError("trace_ms entries must be >= 0")
+        if self.trace is not None:
+            self._load_trace()
+
+    def _load_trace(self) -> None:
+        trace = self.trace
+        if self.trace_ms:
+            raise ProfileError("set trace (a recorded server) or trace_ms (one timing list), not both")
+        if not isinstance(trace, Trace):
+            assert trace is not None
+            try:
+                trace = Trace.load(trace)
+            except TraceError as exc:
+                raise ProfileError(str(exc)) from None
+            object.__setattr__(self, "trace", trace)
+        if trace.model and trace.model not in self.models:
+            # Clients that ask the server for its models (`--model` left out) get the recorded one.
+            object.__setattr__(self, "models", (trace.model, *self.models))
+
+    @property
+    def replay_trace(self) -> Trace | None:
+        """The loaded trace (`trace` after construction is always a Trace or None)."""
+        return self.trace if isinstance(self.trace, Trace) else None
 
     @classmethod
     def instant(cls, **kwargs: Any) -> Profile:
@@ -114,6 +147,8 @@ def _coerce(name: str, value: Any) -> Any:
     if name not in _FIELDS:
         known = ", ".join(sorted(_FIELDS))
         raise ProfileError(f"unknown simulator knob {name!r} (known: {known})")
+    if name == "trace":
+        raise ProfileError("trace cannot be set per request: start the simulator with Profile(trace=...)")
     if name in _TUPLE_FIELDS:
         if not isinstance(value, list | tuple):
             raise ProfileError(f"{name} must be a list")
