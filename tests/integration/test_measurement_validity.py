@@ -2,7 +2,14 @@
 
 Both sides stamp with `perf_counter_ns()` in this process: the simulator right before the write that
 carries a chunk, the client when the read carrying it returns. Their difference is the measurement error
-plus loopback delivery; DESIGN.md's promise is that it stays within 2 ms at p99 with 16 streams at once.
+plus loopback delivery plus whatever the machine's scheduler adds. That last part is not the client's: on a
+shared 2-core machine a bare httpx reader alone shows p99 of 4-8 ms. So the client is judged against a
+control measured in the same round on the same simulator profile, a bare reader that only stamps each raw
+read: what the client adds on top of it must stay under REL_P50_MS / REL_P99_MS, per token chunk and for the
+first token, with 16 streams at once. Looser absolute bars stay as a sanity check. Both are reported.
+
+`WORKBENCH_TEST_ONLY_STAMP_DELAY_MS=3 pytest -m timing` (a test-only hook in the client) must fail;
+test_a_client_stamping_3_ms_late_fails proves the same inside the suite.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 from _system import in_ci
@@ -32,18 +40,16 @@ T = TypeVar("T")
 
 MS = 1_000_000
 STREAMS = 16
-# The client is judged against a control measured in the same attempt on the same simulator profile: a bare
-# httpx reader that stamps each raw read and does nothing else. Scheduler noise on a shared 2-core machine
-# delays both alike (a bare reader alone has shown p99 of 4-8 ms under load), so an absolute bar would judge
-# the machine; the differences below judge what the client adds. A client that stamps 3 ms late fails the
-# p50 bar in every attempt (test_a_client_stamping_3_ms_late_fails).
-REL_P50_MS = 0.5    # client p50 − bare reader p50 (arrival − emit, per token chunk)
-REL_P99_MS = 1.0    # client p99 − bare reader p99; and TTFT (client − truth) p99 − bare first-token p99
-# Looser absolute bars, a sanity check that holds on any machine that can run the suite at all.
+# What the client may add to a bare reader's arrival − emit, in ms. A correct client adds a few tens of µs (it
+# stamps before it parses); one that stamps 3 ms late adds 3 ms to every chunk, so it fails the p50 bar in
+# every round whatever the machine does (test_a_client_stamping_3_ms_late_fails).
+REL_P50_MS = 0.5    # client p50 − bare p50, per token chunk
+REL_P99_MS = 1.0    # client p99 − bare p99, per token chunk; and for the first token of each stream
+# Looser absolute bars: a sanity check that holds on any machine fit to run the suite at all.
 SANITY_P50_MS = 2.0
 SANITY_P99_MS = 25.0
-# Attempts (fresh streams each time) before a verdict: one burst of CPU starvation from elsewhere can delay a
-# whole batch of reads on one side only. A client that stamps wrongly fails every attempt.
+# Rounds (fresh streams each time) before a verdict: a burst of CPU starvation from elsewhere can delay one
+# side's batch of reads and not the other's. An error of the client's own shows in every round.
 ATTEMPTS = 5
 
 PROFILE = Profile(
@@ -55,6 +61,8 @@ PROFILE = Profile(
     default_tokens_min=40,
     default_tokens_max=60,
 )
+
+Lags = tuple[np.ndarray, np.ndarray]  # (arrival − emit per token chunk, arrival − emit of each first token), ms
 
 
 @pytest.fixture(scope="module")
@@ -76,107 +84,134 @@ def _requests(protocol: str, n: int = STREAMS) -> list[Request]:
             for k in range(n)]
 
 
-def _gaps_ms(sim: ProcessSimulator, results: list[StreamResult]) -> tuple[np.ndarray, np.ndarray]:
-    """Per token chunk: client arrival − server emit (ms); and TTFT client − TTFT from ground truth (ms)."""
+def _spread_out(sim: ProcessSimulator, request_ids: list[str]) -> bool:
+    """Whether the simulator really spread tokens out, or the comparison is trivial: a starved server writes
+    overdue tokens in one batch, and such a round is not judged."""
+    gaps = np.concatenate([np.diff(sim.ground_truth(rid).token_emit_ns) / MS for rid in request_ids])
+    return bool(np.median(gaps) >= 1.0)
+
+
+def _client_lags(sim: ProcessSimulator, results: list[StreamResult]) -> Lags:
+    """Per token chunk: client arrival − server emit; per stream: TTFT client − TTFT from ground truth (which
+    is the first token's arrival − emit). Role-only and other text-less chunks never count: the recorder keeps
+    text chunks only, and they must match the server's text chunks one for one."""
     per_chunk: list[float] = []
     ttft_diff: list[float] = []
     for r in results:
         assert r.ok, r.error
         gt = sim.ground_truth(r.request_id)
         token_ns = [c.t_ns for c in r.chunks if c.text]
-        assert len(token_ns) == len(gt.token_emit_ns) > 10
+        assert len(token_ns) == len(r.chunks) == len(gt.token_emit_ns) > 10
         for arrived, emitted in zip(token_ns, gt.token_emit_ns, strict=True):
             per_chunk.append((arrived - emitted) / MS)
         assert r.metrics.ttft_ms is not None
         gt_ttft_ms = (gt.token_emit_ns[0] - r.sent_ns) / MS
         ttft_diff.append(r.metrics.ttft_ms - gt_ttft_ms)
-    return np.asarray(per_chunk), np.asarray(ttft_diff)
-
-
-def _judge(sim: ProcessSimulator, results: list[StreamResult]) -> tuple[np.ndarray, np.ndarray, str] | None:
-    """(arrival − emit per token chunk, TTFT client − truth per stream) in ms, after the checks that hold
-    anywhere; None when the server fell behind and the attempt cannot be judged."""
-    per_chunk, ttft_diff = _gaps_ms(sim, results)
+    lags = np.asarray(per_chunk), np.asarray(ttft_diff)
     # A chunk cannot arrive before it was written: a negative gap means a mis-stamp, on any machine.
-    assert per_chunk.min() >= 0.0, per_chunk.min()
-    assert ttft_diff.min() >= 0.0, ttft_diff.min()
-    # The simulator must really have spread tokens out, or the comparison is trivial; a starved server
-    # writes overdue tokens in one batch, and such an attempt is not judged.
-    gaps = np.concatenate([np.diff(sim.ground_truth(r.request_id).token_emit_ns) / MS for r in results])
-    if np.median(gaps) < 1.0:
-        return None
-    return per_chunk, ttft_diff, ""
+    assert lags[0].min() >= 0.0 and lags[1].min() >= 0.0, (lags[0].min(), lags[1].min())
+    return lags
 
 
-def _bare_lags(sim: ProcessSimulator, protocol: str,
-               reads: list[tuple[str, list[tuple[int, bytes]]]]) -> tuple[np.ndarray, np.ndarray]:
-    """For a bare httpx reader (stamp each read, count the frames in it): arrival − emit (ms) per token frame,
-    and per stream the first token frame's arrival − emit."""
+Reads = list[tuple[str, list[tuple[int, bytes]]]]  # per stream: request id, (stamp, bytes) of each raw read
+
+
+def _carries_text(protocol: str, frame: bytes) -> bool:
+    """Whether one NDJSON line / SSE event carries text, as the simulator counts it for token_emit_ns."""
+    if protocol == "ollama":
+        return bool(orjson.loads(frame).get("message", {}).get("content"))
+    payload = frame.strip().removeprefix(b"data:").strip()
+    if not payload or payload == b"[DONE]":
+        return False
+    return any((c.get("delta") or {}).get("content") for c in orjson.loads(payload).get("choices") or ())
+
+
+def _bare_lags(sim: ProcessSimulator, protocol: str, reads: Reads) -> Lags:
+    """The control: arrival − emit per token frame for a bare reader (a frame arrives with the read that
+    completes it, as in the client's parser), and the first token frame's arrival − emit per stream. Frames
+    are split and classified here, after the run, so the reader itself did nothing but read and stamp."""
     sep = b"\n" if protocol == "ollama" else b"\n\n"
-    out: list[float] = []
+    per_chunk: list[float] = []
     first: list[float] = []
     for rid, blocks in reads:
         arrivals: list[int] = []
+        buf = b""
         for t, block in blocks:
-            arrivals += [t] * block.count(sep)
-        gt = sim.ground_truth(rid)
-        lag = {e: (a - e) / MS for a, e in zip(arrivals, gt.emit_ns, strict=False)}
-        tokens = [lag[e] for e in gt.token_emit_ns if e in lag]
-        out += tokens
-        first.append(tokens[0])
-    return np.asarray(out), np.asarray(first)
+            buf += block
+            *frames, buf = buf.split(sep)
+            arrivals += [t for frame in frames if frame.strip() and _carries_text(protocol, frame)]
+        emitted = sim.ground_truth(rid).token_emit_ns
+        assert len(arrivals) == len(emitted) > 10, (rid, len(arrivals), len(emitted))
+        lags = [(a - e) / MS for a, e in zip(arrivals, emitted, strict=True)]
+        assert min(lags) >= 0.0, min(lags)
+        per_chunk += lags
+        first.append(lags[0])
+    return np.asarray(per_chunk), np.asarray(first)
 
 
 CHECKS = ("p50 - bare p50", "p99 - bare p99", "first token p99 - bare", "p50 (sanity)", "p99 (sanity)")
 BARS = (REL_P50_MS, REL_P99_MS, REL_P99_MS, SANITY_P50_MS, SANITY_P99_MS)
+RELATIVE = frozenset(CHECKS[:3])
 
 
-def _excess(client: tuple[np.ndarray, np.ndarray], bare: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[float, ...], str]:
-    """The figure behind each of CHECKS for one attempt, and a note with both sides' figures."""
-    (c_chunk, c_ttft), (b_chunk, b_first) = client, bare
+def _figures(client: Lags, bare: Lags) -> tuple[tuple[float, ...], str]:
+    """The figure behind each of CHECKS for one round, and a note with both sides' figures."""
+    (c_chunk, c_first), (b_chunk, b_first) = client, bare
     c50, c99 = float(np.percentile(c_chunk, 50)), float(np.percentile(c_chunk, 99))
     b50, b99 = float(np.percentile(b_chunk, 50)), float(np.percentile(b_chunk, 99))
-    ct99, bt99 = float(np.percentile(c_ttft, 99)), float(np.percentile(b_first, 99))
+    cf99, bf99 = float(np.percentile(c_first, 99)), float(np.percentile(b_first, 99))
     note = (f"client p50/p99 {c50:.2f}/{c99:.2f} ms vs bare reader {b50:.2f}/{b99:.2f} ms "
-            f"(+{c50 - b50:.2f}/+{c99 - b99:.2f}); first token p99 client {ct99:.2f} vs bare {bt99:.2f} ms")
-    return (c50 - b50, c99 - b99, ct99 - bt99, c50, c99), note
+            f"(+{c50 - b50:.2f}/+{c99 - b99:.2f}); first token p99 client {cf99:.2f} vs bare {bf99:.2f} ms")
+    return (c50 - b50, c99 - b99, cf99 - bf99, c50, c99), note
 
 
-def _run_check(sim: ProcessSimulator, attempt: Callable[[], list[StreamResult]],
-               control: Callable[[], tuple[np.ndarray, np.ndarray]], attempts: int = ATTEMPTS) -> tuple[bool, list[str]]:
-    """Up to `attempts` rounds of (bare reader, client) on fresh streams. Each check passes when it holds in at
-    least one round: noise from elsewhere on the machine hits a different check in each round, while an error
-    of the client's own (a late stamp, slow work per chunk) shows in every round and fails its check."""
+Case = tuple[Callable[[], list[StreamResult]], Callable[[], Reads]]
+
+
+def _run_check(sim: ProcessSimulator, protocol: str, case: Case,
+               attempts: int = ATTEMPTS) -> tuple[list[str], list[str]]:
+    """Up to `attempts` rounds of (bare reader, client) on fresh streams, in alternating order. Each check
+    passes when it holds in at least one judged round: noise from elsewhere on the machine hits a different
+    side in each round, while an error of the client's own (a late stamp, slow work per chunk) shows in every
+    round. Returns (the names of the checks that failed, a note per round)."""
+    attempt, control = case
     notes: list[str] = []
     best = [float("inf")] * len(CHECKS)
-    for _ in range(attempts):
-        bare = _quiet_heap(control)  # the same conditions for both sides
-        judged = _judge(sim, _quiet_heap(attempt))
-        if judged is None:
+    for k in range(attempts):
+        if k % 2:
+            results = _quiet_heap(attempt)
+            reads = _quiet_heap(control)
+        else:
+            reads = _quiet_heap(control)
+            results = _quiet_heap(attempt)
+        if not _spread_out(sim, [r.request_id for r in results] + [rid for rid, _ in reads]):
             notes.append("server fell behind (median emit gap < 1 ms), not judged")
             continue
-        excess, note = _excess(judged[:2], bare)
+        figures, note = _figures(_client_lags(sim, results), _bare_lags(sim, protocol, reads))
         notes.append(note)
-        best = [min(b, e) for b, e in zip(best, excess, strict=True)]
+        best = [min(b, f) for b, f in zip(best, figures, strict=True)]
         if all(b <= bar for b, bar in zip(best, BARS, strict=True)):
-            return True, notes
-    failed = [f"{name} best {b:.2f} ms > {bar} ms" for name, b, bar in zip(CHECKS, best, BARS, strict=True) if b > bar]
-    return False, [*notes, "failed: " + ", ".join(failed)]
+            return [], notes
+    failed = [name for name, b, bar in zip(CHECKS, best, BARS, strict=True) if b > bar]
+    detail = [f"{name} best {b:.2f} ms > {bar} ms" for name, b, bar in zip(CHECKS, best, BARS, strict=True) if b > bar]
+    return failed, [*notes, "failed: " + ", ".join(detail)]
 
 
-def _check(sim: ProcessSimulator, attempt: Callable[[], list[StreamResult]],
-           control: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
-    ok, notes = _run_check(sim, attempt, control)
-    print("timing:", "; ".join(notes))  # shown with -s / on failure: both figures, every attempt
-    if ok:
+def _check(sim: ProcessSimulator, protocol: str, case: Case) -> None:
+    failed, notes = _run_check(sim, protocol, case)
+    print("timing:", "; ".join(notes))  # shown with -s / on failure: both sides' figures, every round
+    if not failed:
         return
     load = os.getloadavg()[0]
     cores = os.cpu_count() or 1
-    if not in_ci() and load > 1.5 * cores:
-        pytest.skip(f"machine oversubscribed (load {load:.1f} on {cores} cores), timing not judged: {notes}")
-    pytest.fail(f"client stamps later than a bare reader by more than {REL_P50_MS} ms at p50 or {REL_P99_MS} ms "
-                f"at p99 (or beyond the sanity bars {SANITY_P50_MS}/{SANITY_P99_MS} ms) in {ATTEMPTS} attempts "
-                f"(load {load:.1f} on {cores} cores): " + "; ".join(notes))
+    # Only the absolute sanity bars may be excused, and only off CI on an oversubscribed machine: the relative
+    # bars hold under any load, and a client that fails them fails everywhere.
+    if not (RELATIVE & set(failed)) and not in_ci() and load > 1.5 * cores:
+        pytest.skip(f"machine oversubscribed (load {load:.1f} on {cores} cores), sanity bars not judged: {notes}")
+    pytest.fail(f"client stamps later than a bare reader in the same round by more than {REL_P50_MS} ms at p50 "
+                f"or {REL_P99_MS} ms at p99 (per chunk or first token), or beyond the sanity bars "
+                f"{SANITY_P50_MS}/{SANITY_P99_MS} ms, in {ATTEMPTS} rounds (load {load:.1f} on {cores} cores): "
+                + "; ".join(notes))
 
 
 def _bare_request(protocol: str, req: Request) -> tuple[str, dict[str, object]]:
@@ -199,8 +234,7 @@ def _quiet_heap(attempt: Callable[[], T]) -> T:
         gc.unfreeze()
 
 
-def _async_case(sim: ProcessSimulator, protocol: str) -> tuple[Callable[[], list[StreamResult]],
-                                                               Callable[[], tuple[np.ndarray, np.ndarray]]]:
+def _async_case(sim: ProcessSimulator, protocol: str) -> Case:
     backend = Backend(sim.url, protocol=protocol)  # type: ignore[arg-type]
     opts = Optimizations(connection_pool=True, fast_parse=True)
 
@@ -208,7 +242,7 @@ def _async_case(sim: ProcessSimulator, protocol: str) -> tuple[Callable[[], list
         async with AsyncClient(backend, optimizations=opts) as client:
             return list(await asyncio.wait_for(asyncio.gather(*(client.run(r) for r in _requests(protocol))), 60))
 
-    async def bare() -> list[tuple[str, list[tuple[int, bytes]]]]:
+    async def bare() -> Reads:
         async with httpx.AsyncClient(timeout=60) as http:
             async def one(req: Request) -> tuple[str, list[tuple[int, bytes]]]:
                 path, body = _bare_request(protocol, req)
@@ -225,25 +259,10 @@ def _async_case(sim: ProcessSimulator, protocol: str) -> tuple[Callable[[], list
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, coro).result(90)
 
-    return (lambda: in_loop(once())), (lambda: _bare_lags(sim, protocol, in_loop(bare())))
+    return (lambda: in_loop(once())), (lambda: in_loop(bare()))
 
 
-@pytest.mark.parametrize("protocol", ["ollama", "openai"])
-def test_async_16_streams_match_ground_truth(sim: ProcessSimulator, protocol: str) -> None:
-    _check(sim, *_async_case(sim, protocol))
-
-
-@pytest.mark.parametrize("protocol", ["ollama", "openai"])
-def test_a_client_stamping_3_ms_late_fails(sim: ProcessSimulator, protocol: str,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bars must catch a client that stamps late: with every arrival stamp moved 3 ms later (a test-only
-    hook in the client), no attempt may pass. Stamps stay after the emit, so only the bars can catch it."""
-    monkeypatch.setattr(_shared, "_TEST_ONLY_STAMP_DELAY_NS", 3 * MS)
-    ok, notes = _run_check(sim, *_async_case(sim, protocol), attempts=3)
-    assert not ok, f"a client stamping 3 ms late passed the timing check: {notes}"
-
-
-def test_threaded_16_streams_match_ground_truth(sim: ProcessSimulator) -> None:
+def _threaded_case(sim: ProcessSimulator) -> Case:
     backend = Backend(sim.url, protocol="ollama")
 
     def attempt() -> list[StreamResult]:
@@ -251,7 +270,7 @@ def test_threaded_16_streams_match_ground_truth(sim: ProcessSimulator) -> None:
                 ThreadPoolExecutor(STREAMS) as pool:
             return list(pool.map(client.run, _requests("ollama"), timeout=60))
 
-    def bare() -> np.ndarray:
+    def bare() -> Reads:
         def one(http: httpx.Client, req: Request) -> tuple[str, list[tuple[int, bytes]]]:
             path, body = _bare_request("ollama", req)
             blocks: list[tuple[int, bytes]] = []
@@ -262,10 +281,36 @@ def test_threaded_16_streams_match_ground_truth(sim: ProcessSimulator) -> None:
 
         with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=STREAMS)) as http, \
                 ThreadPoolExecutor(STREAMS) as pool:
-            reads = list(pool.map(lambda r: one(http, r), _requests("ollama"), timeout=60))
-        return _bare_lags(sim, "ollama", reads)
+            return list(pool.map(lambda r: one(http, r), _requests("ollama"), timeout=60))
 
-    _check(sim, attempt, bare)
+    return attempt, bare
+
+
+def _case(sim: ProcessSimulator, kind: str) -> tuple[str, Case]:
+    """(wire protocol, case) for "ollama" / "openai" (async client) or "threaded" (sync client, Ollama)."""
+    return ("ollama", _threaded_case(sim)) if kind == "threaded" else (kind, _async_case(sim, kind))
+
+
+@pytest.mark.parametrize("protocol", ["ollama", "openai"])
+def test_async_16_streams_match_ground_truth(sim: ProcessSimulator, protocol: str) -> None:
+    _check(sim, *_case(sim, protocol))
+
+
+def test_threaded_16_streams_match_ground_truth(sim: ProcessSimulator) -> None:
+    _check(sim, *_case(sim, "threaded"))
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai", "threaded"])
+def test_a_client_stamping_3_ms_late_fails(sim: ProcessSimulator, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bars must catch a client that stamps late: with every arrival stamp moved 3 ms later (the client's
+    test-only hook), the check fails, and on the relative bars, which hold on any machine. The late stamps
+    stay after the emit, so only the bars can catch them."""
+    monkeypatch.setattr(_shared, "_TEST_ONLY_STAMP_DELAY_NS", 3 * MS)
+    failed, notes = _run_check(sim, *_case(sim, kind), attempts=3)
+    print("timing, 3 ms late:", "; ".join(notes))
+    # p50 is the bar that catches it in every round: a median over ~800 chunks moves with the late stamp, and
+    # not with a burst of noise on the bare reader's side (which can hide it at p99).
+    assert "p50 - bare p50" in failed, f"a client stamping 3 ms late passed the relative p50 bar: {notes}"
 
 
 @pytest.mark.parametrize("fast", [True, False])

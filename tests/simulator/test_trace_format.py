@@ -210,3 +210,17 @@ def test_the_shipped_trace_comes_from_llamacpp() -> None:
     assert tr.model == "gemma-3-270m" and 15 <= len(tr) <= 30 and tr.prompt_text
     assert all(r.prompt and r.ttft_ms and r.n_chunks == r.output_tokens for r in tr.records)
     assert all(r.tokens_source == "chunks" for r in tr.records)  # llama-cpp-python streams no usage
+
+
+def test_a_client_leaving_mid_replay_stops_the_stream() -> None:
+    # Long recorded gaps: the server must notice the disconnect while it waits on the precise timer.
+    slow = Trace(records=(rec("slow one", (4,) * 20, ttft=5.0, gap=300.0),), model="rec-model")
+    with Simulator(Profile(trace=slow)) as sim, httpx.Client(base_url=sim.url, timeout=10) as c:
+        body = chat_body("slow one", model="rec-model", stream=True)
+        with c.stream("POST", "/v1/chat/completions", json=body, headers={"X-Request-Id": "gone"}) as r:
+            for line in r.iter_lines():
+                if '"content":"' in line and '"content":""' not in line:
+                    break  # the first content chunk: leave
+        assert sim.wait_disconnect("gone", timeout_s=2.0)
+        gt = sim.ground_truth("gone")
+        assert gt.disconnected and len(gt.token_emit_ns) < 5

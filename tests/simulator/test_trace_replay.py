@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from statistics import median
+from typing import Any
 
 import orjson
 import pytest
@@ -89,15 +90,46 @@ def test_replay_reproduces_the_shipped_llamacpp_trace_in_the_other_protocol_too(
     assert_reproduced(cut(shipped, 16), replayed)
 
 
-def test_the_trace_file_holds_no_key_and_no_url_credentials(tmp_path: Path) -> None:
+class KeyGate:
+    """ASGI middleware: 401 unless the request carries the expected key, so a recording proves it was sent."""
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app, self.key, self.seen = app, key, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if auth != f"Bearer {self.key}":
+                await send({"type": "http.response.start", "status": 401, "headers": []})
+                await send({"type": "http.response.body", "body": b'{"error": {"message": "bad key"}}'})
+                return
+            self.seen += 1
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("where", ["flag", "env"])
+def test_the_trace_file_holds_no_key_and_no_url_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     key = "sk-test-0123456789abcdef-SECRET"
     out = tmp_path / "trace.jsonl"
-    with Simulator(Profile.instant()) as sim:
+    sim = Simulator(Profile.instant())
+    gate = KeyGate(sim._app, key)
+    sim._app = gate  # type: ignore[assignment]
+    with sim:
         url = sim.url.replace("http://", "http://alice:pa55word@")
-        rc = record_main(["--url", url, "--out", str(out), "--api-key", key, "--limit", "3", "--quiet"])
-    assert rc == 0
+        argv = ["--url", url, "--out", str(out), "--limit", "3", "--quiet"]
+        if where == "flag":
+            argv += ["--api-key", key]
+        else:
+            monkeypatch.setenv("OPENAI_API_KEY", key)
+        rc = record_main(argv)
+    assert rc == 0 and gate.seen >= 4  # models, warm-up and three prompts all carried the key
     raw = out.read_bytes()
-    for secret in (key, "sk-test", "pa55word", "alice", "Bearer", "Authorization", str(sim.port)):
+    for secret in (key, "sk-test", "pa55word", "alice", "Bearer", "uthorization", "127.0.0.1", str(sim.port)):
         assert secret.encode() not in raw, secret
     lines = [orjson.loads(x) for x in raw.splitlines()]
     assert lines[0]["format"] == "workbench-trace" and lines[0]["model"] == "sim-small"

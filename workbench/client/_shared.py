@@ -4,6 +4,7 @@ and the ONE place where httpx errors become workbench errors.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Mapping
@@ -67,11 +68,13 @@ __all__ = [
 ERROR_BODY_LIMIT = 64 * 1024
 Phase = Literal["connect", "response", "body"]
 
+# Test-only: added to every arrival stamp, so the timing checks
+# (tests/integration/test_measurement_validity.py) can prove they fail a client that stamps late. They set
+# it directly, or a whole run sets the environment variable:
+# `WORKBENCH_TEST_ONLY_STAMP_DELAY_MS=3 pytest -m timing` must fail.
+# 0 otherwise: one global load and test per network read, nothing more.
+_TEST_ONLY_STAMP_DELAY_NS = round(float(os.environ.get("WORKBENCH_TEST_ONLY_STAMP_DELAY_MS") or 0) * 1e6)
 
-
-# Test-only: added to every arrival stamp, so the timing tests can prove they fail a client that stamps late
-# (tests/integration/test_measurement_validity.py). Always 0 outside those tests; one global load per read.
-_TEST_ONLY_STAMP_DELAY_NS = 0
 
 def as_backend(backend: Backend | str) -> Backend:
     return Backend(backend) if isinstance(backend, str) else backend

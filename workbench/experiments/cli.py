@@ -264,22 +264,24 @@ def _main(args: argparse.Namespace) -> int:
             target = out if len(arrivals) == 1 else out / arrival.label().replace("=", "-").replace(",", "-")
             target.mkdir(parents=True, exist_ok=True)
             _write(run, target, f"workbench bench · {arrival.label()}", args.charts)
+            runs.append(run)
             failed = failure_line(run.measured)
-            every = failed is not None and bool(run.errors.get_column("count").sum() == run.measured.height)
+            n_failed = int(run.errors.get_column("count").sum())
+            every = n_failed > 0 and n_failed == run.measured.height
             if failed is not None:  # before any table: a table of dashes must not come first
                 print(f"workbench bench: {'FAILED: ' if every else ''}{failed}", flush=True)
             print(f"\n== {arrival.label()} ==")
-            if every:
+            section = error_section(run)
+            if every and section is not None:
+                # the measurement tables would be all dashes: show why, and where the full report is
                 all_failed.append(arrival.label())
-                section = error_section(run)
-                print("### Errors\n\n" + markdown_table(section[1]) if section else "")
-                print(f"\nno request succeeded; see {target}/report.md and the hints above")
+                print("### Errors\n\n" + markdown_table(section[1]))
+                print(f"\nno request succeeded; the report in {target}/ has no measurements")
                 continue
             print(markdown_report(run))
             note = tokens_note(run.frame)
             if note:
                 print(f"note: {note}")
-            runs.append(run)
             if args.ablation:
                 cmp = run.comparisons(metrics=["ttft_ms", "e2e_ms"], stats=["median"])
                 print("### Ablation (each variant against the baseline, medians)\n")

@@ -19,6 +19,7 @@ import polars as pl
 from workbench.experiments.report import before_after, html_report, markdown_table
 from workbench.experiments.results import RunResult
 from workbench.experiments.stats import COMPARE_METRICS, comparisons
+from workbench.metrics.frames import failure_line
 
 __all__ = ["compare_runs", "main"]
 
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
     print(f"# {args.result_a} (A) vs {args.result_b} (B)\n")
     for note in _differences(a, b):
         print(f"- note: {note}")
+    for label, run in (("A", a), ("B", b)):
+        failed = failure_line(run.measured)  # factors cover only the requests that worked
+        if failed is not None:
+            print(f"- errors in {label}: {failed}")
     for name, run in merged:
         print(f"\n## {name}\n")
         ba = before_after(run)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -159,7 +160,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=["auto", "openai", "ollama"], default="auto")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--warmup", type=int, default=1, help="unrecorded warm-up requests first (default 1)")
-    p.add_argument("--api-key", default=None, help="sent as a header; never written to the trace")
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="sent as a header, never written to the trace (default: $WORKBENCH_API_KEY or $OPENAI_API_KEY)",
+    )
     p.add_argument("--ca", default=None, help="CA bundle to trust (TLS)")
     p.add_argument("--note", default="", help="free text for the header: server, model file, machine")
     p.add_argument("--quiet", action="store_true")
@@ -195,7 +200,8 @@ def main(argv: list[str]) -> int:
     protocol: Literal["auto", "openai", "ollama"] = args.protocol
     try:
         workload = _workload(args)
-        backend = Backend(args.url, protocol=protocol, api_key=args.api_key, verify=args.ca or True)
+        key = args.api_key or os.environ.get("WORKBENCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        backend = Backend(args.url, protocol=protocol, api_key=key or None, verify=args.ca or True)
 
         def show(n: int, total: int, res: StreamResult | None) -> None:
             if args.quiet:

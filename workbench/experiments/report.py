@@ -237,7 +237,7 @@ def error_section(run: RunResult) -> tuple[str, pl.DataFrame] | None:
         pl.col("first_error").str.replace_all(r"\s+", " "),  # one table row per kind, whatever the body held
     )
     if frame.height and table.get_column("count").sum() == frame.height:
-        line = "Every request failed, so the tables below have no measurements. " + line
+        line = f"{line[0].upper()}{line[1:]} No request succeeded: the tables below have no measurements."
     return line, table
 
 

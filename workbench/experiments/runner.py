@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from workbench._exceptions import WorkbenchError
+from workbench._exceptions import StatusError, WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
 from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import Monitor
@@ -302,7 +302,11 @@ async def _listed_model(backend: Backend, timeouts: Timeouts) -> str:
     from workbench.client import AsyncClient
 
     async with AsyncClient(backend, timeouts=timeouts) as client:
-        return await client.default_model()
+        try:
+            return await client.default_model()
+        except StatusError as exc:  # the list is only a default: naming the model skips it
+            exc.hint += "; or pass the model name (--model) so the server's model list is not needed"
+            raise
 
 
 async def acompare(

@@ -1,6 +1,14 @@
 """Per-chunk stamps to per-request metrics, frames and summaries."""
 
-from workbench.metrics.frames import chunks_frame, itl_frame, load_frame, save_frame, to_frame, tokens_note
+from workbench.metrics.frames import (
+    chunks_frame,
+    error_summary,
+    itl_frame,
+    load_frame,
+    save_frame,
+    to_frame,
+    tokens_note,
+)
 from workbench.metrics.recorder import Recorder, compute_metrics
 from workbench.metrics.stats import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize
 
@@ -10,6 +18,7 @@ __all__ = [
     "chunks_frame",
     "compute_metrics",
     "diff_ci",
+    "error_summary",
     "itl_frame",
     "load_frame",
     "percentile",

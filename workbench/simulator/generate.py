@@ -74,7 +74,8 @@ class Job:
             await self.send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
     async def write(self, body: bytes, n: int, n_text: int, *, more: bool = True) -> int:
-        """Send body bytes (headers first if not yet sent); returns the emit stamp of the body."""
+        """Send body bytes (headers first if not yet sent); returns when the send returned (the bytes are
+        with the transport), which is what a replay aims at its due time."""
         if not self.started:
             self.started = True
             headers = self.headers
@@ -83,11 +84,12 @@ class Job:
             await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         stamp = perf_counter_ns()
         await self.send({"type": "http.response.body", "body": body, "more_body": more})
+        sent = perf_counter_ns()
         if not more:
             self.flags.done_sending = True
         if n:
             self.ledger.emit(self.rec, stamp, n, n_text)
-        return stamp
+        return sent
 
     async def end_body(self) -> None:
         if not self.started:

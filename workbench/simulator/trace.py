@@ -18,9 +18,17 @@ its prompt (the full prompt text, or the last message's content, compared by SHA
 prompt text still matches), else a recorded request is picked by a hash of (seed, model, prompt), so the
 same request always gets the same recording whatever the arrival order. The stream then carries the
 recorded number of chunks with the recorded text lengths (simulated words cut to length) and token counts
-(in usage), the first one `ttft_ms` after prefill starts and each next one a recorded gap later. A request
-whose `max_tokens` is below the recorded output stops there with finish reason `length`; cold start,
-queueing and faults of the profile still apply.
+(in usage), the first one `ttft_ms` after the request arrived (plus any queueing or load the profile adds)
+and each next one a recorded gap later. A request whose `max_tokens` is below the recorded output stops there
+with finish reason `length`; cold start, queueing and faults of the profile still apply.
+
+Timing: replays wake on a sub-millisecond timer thread (`timer.py`; the event loop's own timer quantizes
+gaps to whole milliseconds), and aim each first chunk early by how late recent first chunks went out
+(`Lateness`), so a client sees the recorded TTFT plus only its own network path. Recorded through loopback
+and replayed through loopback, that path counts twice: about 1 ms on this kind of machine, ~1.5% of
+llama.cpp's TTFT here; replayed and recorded again, medians come back within 5%
+(tests/simulator/test_trace_replay.py). What a replay does not model: a server's prompt cache (llama.cpp
+reuses the previous prompt's KV cache, so a prompt sent twice in a row answers faster the second time).
 """
 
 from __future__ import annotations
