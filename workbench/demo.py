@@ -22,7 +22,7 @@ import polars as pl
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, ProtocolName, Request, StreamResult, TextDelta
 from workbench.client import Client
-from workbench.metrics.frames import save_frame, to_frame, tokens_note
+from workbench.metrics.frames import failure_line, save_frame, to_frame, tokens_note
 from workbench.metrics.stats import ratio_ci
 from workbench.optimizations import Optimizations
 from workbench.simulator import Profile, Simulator
@@ -331,6 +331,9 @@ def main(argv: list[str]) -> int:
     rounds = f"{args.rounds} round" + ("s" if args.rounds > 1 else "")
     head = f"{st.bold('Results')} ({len(results)} requests in {wall:.1f} s, {rounds}, interleaved)"
     print(f"\n{head}\n", file=out)
+    failed_line = failure_line(frame)
+    if failed_line is not None:  # before the table: its "errors" row needs the reason next to it
+        print(st.bad(f"workbench demo: {failed_line}") + "\n", file=out)
     print(comparison_table(frame, st), file=out)
     print(st.dim("\n  ratio = baseline / optimized; [..] = 95% bootstrap interval of the TTFT median ratio"),
           file=out)
@@ -346,6 +349,6 @@ def main(argv: list[str]) -> int:
     print(st.dim("Next: `workbench lab` opens the notebooks (live widgets, toggles, charts)."), file=out)
     failed = frame.filter(pl.col("status") != "ok").height
     if failed == frame.height:
-        print("workbench demo: every request failed; see the error column in the results file", file=err)
+        print(f"workbench demo: every request failed: {failed_line}", file=err)
         return 1
     return 0

@@ -96,6 +96,18 @@ def refuses_every_other_post() -> Iterator[str]:
     yield from _server(policy)
 
 
+@pytest.fixture
+def refuses_every_second_post() -> Iterator[str]:
+    """The first request streams (the demo needs one to show live), then every other one is refused."""
+
+    def policy(method: str, path: str, n: int) -> tuple[int, bytes, str]:
+        if n % 2 == 0:
+            return 400, b"", "text/plain"
+        return 200, _sse_ok(), "text/event-stream"
+
+    yield from _server(policy)
+
+
 def bench(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     cmd = [
         str(WORKBENCH),
@@ -182,3 +194,17 @@ def test_partly_failed_bench_counts_failures_above_the_table(
     assert cmp.returncode == 0, cmp.stderr
     assert "- errors in A: 2 of 4 requests failed: 2× StatusError (HTTP 400)" in cmp.stdout
     assert cmp.stdout.index("- errors in B:") < cmp.stdout.index("TTFT p50")
+
+
+def test_partly_failed_demo_says_how_many_and_why_before_its_table(
+    refuses_every_second_post: str, tmp_path: Path
+) -> None:
+    cmd = [str(WORKBENCH), "demo", "--url", refuses_every_second_post, "--model", "m", "--protocol", "openai",
+           "--requests", "2", "--rounds", "1", "--quiet", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # some requests worked: the comparison stands
+    out = proc.stdout
+    line = next(ln for ln in out.splitlines() if "requests failed" in ln)
+    assert line.startswith("workbench demo: 2 of 4 requests failed: 2× StatusError (HTTP 400)"), line
+    assert EMPTY_400_HINT in line and "check --model" in line
+    assert out.index(line) < out.index("TTFT p50")
