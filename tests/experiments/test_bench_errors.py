@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from workbench.experiments import RunResult
@@ -199,8 +200,23 @@ def test_partly_failed_bench_counts_failures_above_the_table(
 def test_partly_failed_demo_says_how_many_and_why_before_its_table(
     refuses_every_second_post: str, tmp_path: Path
 ) -> None:
-    cmd = [str(WORKBENCH), "demo", "--url", refuses_every_second_post, "--model", "m", "--protocol", "openai",
-           "--requests", "2", "--rounds", "1", "--quiet", "--out", str(tmp_path)]
+    cmd = [
+        str(WORKBENCH),
+        "demo",
+        "--url",
+        refuses_every_second_post,
+        "--model",
+        "m",
+        "--protocol",
+        "openai",
+        "--requests",
+        "2",
+        "--rounds",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # some requests worked: the comparison stands
     out = proc.stdout
@@ -208,3 +224,30 @@ def test_partly_failed_demo_says_how_many_and_why_before_its_table(
     assert line.startswith("workbench demo: 2 of 4 requests failed: 2× StatusError (HTTP 400)"), line
     assert EMPTY_400_HINT in line and "check --model" in line
     assert out.index(line) < out.index("TTFT p50")
+
+
+def test_error_summary_groups_by_kind_and_status_most_common_first() -> None:
+    from workbench.metrics import error_summary
+
+    refused = "POST http://h/v1/chat/completions returned HTTP 400 with an empty body: {} (check --model)"
+    rows = [
+        ("ok", None, None, "a"),
+        ("error", "IdleTimeout", "http://h: no chunk for 5 s", "a"),
+        ("error", "StatusError", refused.format("first"), "b"),
+        ("cancelled", "CancelledError", "stopped", "a"),  # a stop on request is not a failure
+        ("error", "StatusError", refused.format("second"), "a"),
+        ("error", "NotFoundError", "POST http://h/v1/chat/completions returned HTTP 404: no model", "b"),
+        ("error", "StatusError", "POST http://h/v1/chat/completions returned HTTP 503: busy", "b"),
+        ("error", "StatusError", refused.format("third"), "b"),
+    ]
+    frame = pl.DataFrame(rows, schema=["status", "error_kind", "error", "variant"], orient="row")
+    got = error_summary(frame)
+    assert got.select("error_kind", "http_status", "count", "variants").rows() == [
+        ("StatusError", 400, 3, "b, a"),
+        ("IdleTimeout", None, 1, "a"),  # ties keep the order the first of each failed in
+        ("NotFoundError", 404, 1, "b"),
+        ("StatusError", 503, 1, "b"),
+    ]
+    assert got.item(0, "first_error") == refused.format("first")
+    assert got.item(0, "share_pct") == pytest.approx(100 * 3 / 8)
+    assert error_summary(frame.filter(pl.col("status") != "error")).height == 0

@@ -184,7 +184,8 @@ def pick_model(names: list[str]) -> str:
 def detect_error(backend: Backend, seen: list[str]) -> ConfigError:
     return ConfigError(
         f"could not tell which protocol {base_url(backend)} speaks ({'; '.join(seen)})",
-        hint="check the URL, or pass Backend(url, protocol='ollama') or protocol='openai'",
+        hint="check the URL (the server root), or name the protocol: --protocol openai or ollama "
+        "(Backend(url, protocol='openai'))",
     )
 
 
