@@ -55,6 +55,7 @@ __all__ = [
     "detect_error",
     "httpx_timeout",
     "map_error",
+    "models_from_response",
     "parse_models",
     "pick_model",
     "pool_limits",
@@ -144,6 +145,20 @@ def probe_result(protocol: ProtocolName, status: int, body: bytes) -> bool:
 # ---- model listing ----
 
 MODEL_PATHS: dict[ProtocolName, str] = {"ollama": "/api/tags", "openai": "/v1/models"}
+
+
+def models_from_response(protocol: ProtocolName, resp: httpx.Response, url: str) -> list[str]:
+    """The answer to a model listing (GET MODEL_PATHS[protocol]): its names, or the StatusError it earned.
+    One place for both clients, which differ only in how they send the GET."""
+    if resp.status_code != 200:
+        raise status_error(
+            resp.status_code,
+            resp.content,
+            method="GET",
+            url=url,
+            retry_after=resp.headers.get("retry-after"),
+        )
+    return parse_models(protocol, resp.content, url)
 
 
 def parse_models(protocol: ProtocolName, body: bytes, url: str) -> list[str]:

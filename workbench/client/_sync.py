@@ -32,7 +32,7 @@ from workbench.client._shared import (
     detect_error,
     httpx_timeout,
     map_error,
-    parse_models,
+    models_from_response,
     pick_model,
     pool_limits,
     probe_result,
@@ -273,15 +273,7 @@ class Client:
         finally:
             if owned:
                 http.close()
-        if resp.status_code != 200:
-            raise status_error(
-                resp.status_code,
-                resp.content,
-                method="GET",
-                url=url,
-                retry_after=resp.headers.get("retry-after"),
-            )
-        return parse_models(self.protocol, resp.content, url)
+        return models_from_response(self.protocol, resp, url)
 
     def default_model(self) -> str:
         """The model to use when none is named: the first the server lists (embedding models passed over)."""
