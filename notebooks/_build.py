@@ -28,7 +28,7 @@ from IPython.display import Markdown, display
 
 from workbench import Backend, Optimizations, Request
 from workbench.simulator import Profile, Simulator
-from workbench.widgets import charts
+from workbench import charts
 
 # Charts shown in a cell render as SVG (vl-convert): no JavaScript, no CDN, and they stay in exported HTML.
 _ = alt.renderers.enable("svg")
@@ -878,7 +878,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--execute", action="store_true", help="run each notebook and save it with outputs")
     p.add_argument("names", nargs="*", help="only these notebooks (default: all)")
     args = p.parse_args(argv)
-    from workbench import report
+    from workbench import notebook_report
 
     status = 0
     for name, cells in NOTEBOOKS.items():
@@ -889,7 +889,7 @@ def main(argv: list[str]) -> int:
         print("wrote", path)
         if args.execute:
             html = RESULTS / name.replace(".ipynb", ".html")
-            status |= report.main([str(path), "--inplace", "-o", str(html), "--timeout", "300"])
+            status |= notebook_report.main([str(path), "--inplace", "-o", str(html), "--timeout", "300"])
     return status
 
 

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # pip extras that conda spells as separate packages.
 EXTRAS = {"httpx[http2]": {"httpx", "h2"}}
 # conda-forge names that differ from PyPI's.
-CONDA_ALIASES = {"msgpack-python": "msgpack", "redis-py": "redis"}
+CONDA_ALIASES = {"redis-py": "redis"}
 
 
 def _name(spec: str) -> str:

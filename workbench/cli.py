@@ -10,13 +10,22 @@ import importlib
 import sys
 
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("workbench.simulator.cli", "run the embedded simulator on a port (Ollama + OpenAI protocols)"),
-    "llm": ("workbench.llm.cli", "serve a real LLM (Gemma 3 270M, llama.cpp) on a port; needs the llm extra"),
-    "demo": ("workbench.demo", "stream prompts from the simulator with and without optimizations"),
-    "bench": ("workbench.experiments.cli", "run an A/B or ablation benchmark and write results + report"),
+    "serve": (
+        "workbench.simulator.serve_cli",
+        "run the embedded simulator on a port (Ollama + OpenAI protocols)",
+    ),
+    "llm": (
+        "workbench.llm.llm_cli",
+        "serve a real LLM (Gemma 3 270M, llama.cpp) on a port; needs the llm extra",
+    ),
+    "demo": ("workbench.transport_demo", "stream prompts from the simulator with and without optimizations"),
+    "bench": (
+        "workbench.experiments.bench_cli",
+        "run an A/B or ablation benchmark and write results + report",
+    ),
     "record": ("workbench.experiments.record", "record a server's timing per request into a trace to replay"),
     "compare": ("workbench.experiments.compare_cli", "compare two saved result files"),
-    "report": ("workbench.report", "execute a notebook and export it as offline HTML"),
+    "report": ("workbench.notebook_report", "execute a notebook and export it as offline HTML"),
     "lab": ("workbench.lab", "open JupyterLab on the notebooks"),
 }
 

@@ -4,7 +4,7 @@ import polars as pl
 
 from workbench import Backend, Optimizations
 from workbench.experiments import Workload, compare
-from workbench.experiments.report import cache_table
+from workbench.experiments.bench_report import cache_table
 from workbench.simulator import Simulator
 
 

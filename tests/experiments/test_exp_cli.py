@@ -7,8 +7,7 @@ import pytest
 
 from workbench import Optimizations
 from workbench._exceptions import ConfigError
-from workbench.experiments import RunResult, ablation_variants, compare_cli
-from workbench.experiments import cli as bench_cli
+from workbench.experiments import RunResult, ablation_variants, bench_cli, compare_cli
 
 FAST = ["--sim", "ttft_ms=2", "--token-ms", "1", "--jitter", "0", "--max-tokens", "4", "--no-progress"]
 

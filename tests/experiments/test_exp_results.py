@@ -7,7 +7,7 @@ import pytest
 
 from workbench._types import Request, TextDelta
 from workbench.experiments import RunResult
-from workbench.experiments.report import before_after, html_report, markdown_report
+from workbench.experiments.bench_report import before_after, html_report, markdown_report
 from workbench.metrics import Recorder, to_frame
 
 
@@ -70,7 +70,7 @@ def test_comparisons_and_before_after_table() -> None:
 
 
 def test_html_report_embeds_svg_charts_offline() -> None:
-    from workbench.experiments.cli import _charts
+    from workbench.experiments.bench_cli import _charts
 
     run = _run()
     svgs = _charts(run)

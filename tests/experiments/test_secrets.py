@@ -231,7 +231,7 @@ def test_a_saved_notebook_holds_no_secret(
 ) -> None:
     import nbformat
 
-    from workbench.report import execute_notebook
+    from workbench.notebook_report import execute_notebook
 
     sim, _ = gated
     host = sim.url.split("://", 1)[1]

@@ -16,8 +16,7 @@ import pytest
 from _system import require_extra
 
 from workbench import ConfigError
-from workbench.llm import LlamaServer, LlamaServerError, ensure_model
-from workbench.llm import cli as llm_cli
+from workbench.llm import LlamaServer, LlamaServerError, ensure_model, llm_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

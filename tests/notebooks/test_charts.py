@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workbench.widgets import charts as c
+from workbench import charts as c
 
 RNG = np.random.default_rng(7)
 N = 300
@@ -128,7 +128,7 @@ def test_cache_shares_sum_to_one_per_bin_and_use_fixed_colours() -> None:
 
 def test_throughput_bootstrap_interval_brackets_the_median() -> None:
     f = _requests()
-    chart = c.throughput_by_variant(f)  # bootstrap CI via workbench.metrics.stats
+    chart = c.throughput_by_variant(f)  # bootstrap CI via workbench.metrics.summary
     rows = [r for d in chart.to_dict()["datasets"].values() for r in d if "median" in r]
     assert {r["group"] for r in rows} == {"baseline", "all-on"}
     for r in rows:

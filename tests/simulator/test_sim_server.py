@@ -244,7 +244,7 @@ def test_cli_serves_until_interrupted() -> None:
 
 
 def test_cli_rejects_bad_knob(capsys: pytest.CaptureFixture[str]) -> None:
-    from workbench.simulator.cli import main
+    from workbench.simulator.serve_cli import main
 
     assert main(["--tokens-per-chunk", "0", "--port", "0"]) == 2
     assert "tokens_per_chunk" in capsys.readouterr().out
@@ -253,7 +253,7 @@ def test_cli_rejects_bad_knob(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_profile_from_args(tmp_path: pytest.TempPathFactory) -> None:
     from pathlib import Path
 
-    from workbench.simulator.cli import build_parser, profile_from_args
+    from workbench.simulator.serve_cli import build_parser, profile_from_args
 
     trace = Path(str(tmp_path)) / "trace.json"
     trace.write_text("[25, 5, 7.5]")

@@ -197,7 +197,7 @@ def test_faults_still_apply_during_replay() -> None:
 
 
 def test_serve_cli_reads_a_recorded_trace(tmp_path: Path) -> None:
-    from workbench.simulator.cli import build_parser, profile_from_args
+    from workbench.simulator.serve_cli import build_parser, profile_from_args
 
     path = small_trace().dump(tmp_path / "t.jsonl")
     p = profile_from_args(build_parser().parse_args(["--trace", str(path), "--seed", "2"]))

@@ -44,9 +44,10 @@ call (`workbench.cache.singleflight`).
 
 Every result carries ``cache`` (``off | miss | exact | semantic | bypass``), ``cache_similarity``,
 ``cache_matched_prompt``, ``saved_ms`` and ``saved_tokens``. Statistics: ``ResponseCache.stats_frame()`` and
-``ResponseCache.events_frame()`` (polars), from lock-free per-thread counters (see `workbench.cache.stats`).
+``ResponseCache.events_frame()`` (polars), from lock-free per-thread counters (`workbench.cache.counters`).
 """
 
+from workbench.cache.counters import CacheTierWarning, Counters, EventLog
 from workbench.cache.disk import DiskTier, RepairReport
 from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
@@ -62,7 +63,6 @@ from workbench.cache.key import (
 from workbench.cache.redis import RedisTier, RedisUnavailableWarning
 from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
 from workbench.cache.singleflight import AsyncSingleFlight, SingleFlight
-from workbench.cache.stats import CacheTierWarning, Counters, EventLog
 from workbench.cache.tiers import CacheHit, ResponseCache, SemanticLike, SemanticMatchLike
 
 __all__ = [

@@ -39,8 +39,8 @@ from typing import Any, Literal, TypeVar
 
 from workbench._exceptions import CacheError
 from workbench.cache._salvage import salvage
+from workbench.cache.counters import Counters, TierHealth, failure_kind
 from workbench.cache.entry import CacheEntry
-from workbench.cache.stats import Counters, TierHealth, failure_kind
 
 __all__ = ["DiskTier", "RepairReport"]
 

@@ -9,7 +9,7 @@ lookup, a ``move_to_end``, a ``popitem``). Expiry never blocks lookups:
   at most ``batch`` per lock hold, releasing the lock between batches. Every ``put`` runs one small batch,
   so expired entries leave memory even when nobody reads them; ``sweep()`` runs batches until none is due.
 
-Counters (hits, misses, ...) are `Counters` (per-thread, lock-free); see `workbench.cache.stats`.
+Counters (hits, misses, ...) are `Counters` (per-thread, lock-free); see `workbench.cache.counters`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from workbench.cache.counters import Counters
 from workbench.cache.entry import CacheEntry
-from workbench.cache.stats import Counters
 
 __all__ = ["ExactTier"]
 

@@ -21,8 +21,8 @@ from typing import Any
 import redis as redis_lib
 
 from workbench._secrets import redact_url
+from workbench.cache.counters import CacheTierWarning, Counters, TierHealth
 from workbench.cache.entry import CacheEntry
-from workbench.cache.stats import CacheTierWarning, Counters, TierHealth
 
 __all__ = ["RedisTier", "RedisUnavailableWarning"]
 
@@ -200,9 +200,9 @@ class RedisTier:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of this namespace's stored entries (values, as written: msgpack + zstd), summed by SCAN and a
-        pipelined STRLEN per batch: O(entries), never blocking the server; 0 when unreachable. Redis's own
-        per-key overhead is not included (INFO memory has the server-wide figure)."""
+        """Bytes of this namespace's stored entries (values as written: orjson + zstd, see `entry.py`), summed
+        by SCAN and a pipelined STRLEN per batch: O(entries), never blocking the server; 0 when unreachable.
+        Redis's own per-key overhead is not included (INFO memory has the server-wide figure)."""
         try:
             total = 0
             batch: list[Any] = []

@@ -41,9 +41,9 @@ import numpy.typing as npt
 import polars as pl
 
 from workbench._exceptions import ConfigError
+from workbench.cache.counters import Counters
 from workbench.cache.embedders import Embedder, default_embedder
 from workbench.cache.index import ANN_THRESHOLD, AutoIndex, VectorIndex
-from workbench.cache.stats import Counters
 from workbench.cache.verify import TrapGuard, Verdict, Verifier
 
 __all__ = ["DEFAULT_CANDIDATES", "DEFAULT_MIN_COSINE", "SemanticMatch", "SemanticTier", "ServedHit"]

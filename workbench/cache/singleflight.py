@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, Literal, TypeVar
 
 from workbench._exceptions import IdleTimeout
-from workbench.cache.stats import Counters
+from workbench.cache.counters import Counters
 
 __all__ = ["AsyncFlight", "AsyncSingleFlight", "Flight", "FlightCancelled", "SingleFlight", "clone_error"]
 

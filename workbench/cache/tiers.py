@@ -36,13 +36,13 @@ import polars as pl
 
 from workbench._exceptions import CacheError, ConfigError
 from workbench._types import Request, StreamResult
+from workbench.cache.counters import Counters, EventLog, TierHealth
 from workbench.cache.disk import DiskTier, RepairReport
 from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
 from workbench.cache.key import TemperaturePolicy, is_sampled, partition_key, request_key
 from workbench.cache.redis import RedisTier
 from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
-from workbench.cache.stats import Counters, EventLog, TierHealth
 from workbench.optimizations import Optimizations
 
 __all__ = ["CacheHit", "ResponseCache", "SemanticLike", "SemanticMatchLike"]

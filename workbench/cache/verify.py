@@ -38,8 +38,8 @@ import numpy as np
 from workbench._exceptions import ConfigError
 from workbench._types import Backend
 from workbench.cache import _traps
+from workbench.cache.counters import Counters
 from workbench.cache.embedders import Embedder
-from workbench.cache.stats import Counters
 
 __all__ = ["AllOf", "EmbedderCheck", "LLMJudge", "TrapGuard", "Verdict", "Verifier", "VerifierBase"]
 

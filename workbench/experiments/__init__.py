@@ -35,7 +35,7 @@ from workbench.experiments.runner import (
     plan,
     sweep,
 )
-from workbench.experiments.stats import SLO, comparisons, goodput, verdict
+from workbench.experiments.verdicts import SLO, comparisons, goodput, verdict
 from workbench.experiments.workloads import PromptItem, Workload, available_prompt_sets
 
 __all__ = [

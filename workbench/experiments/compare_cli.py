@@ -16,9 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from workbench.experiments.report import before_after, html_report, markdown_table
+from workbench.experiments.bench_report import before_after, html_report, markdown_table
 from workbench.experiments.results import RunResult
-from workbench.experiments.stats import COMPARE_METRICS, comparisons
+from workbench.experiments.verdicts import COMPARE_METRICS, comparisons
 from workbench.metrics.frames import failure_line
 
 __all__ = ["compare_runs", "main"]

@@ -21,7 +21,7 @@ import polars as pl
 
 from workbench._secrets import scrub
 from workbench._types import StreamResult
-from workbench.experiments.stats import (
+from workbench.experiments.verdicts import (
     COMPARE_METRICS,
     SLO,
     client_warnings,
@@ -95,7 +95,7 @@ class RunResult:
         if ci:
             out = summary_with_ci(self.frame, metrics=metrics, level=level)
         else:
-            from workbench.metrics.stats import summarize
+            from workbench.metrics.summary import summarize
 
             out = summarize(self.frame, by="variant", metrics=[m for m in metrics if m in self.frame.columns])
         order = {v: i for i, v in enumerate(self.variants)}
@@ -182,7 +182,7 @@ class RunResult:
         ]
 
     def _repr_markdown_(self) -> str:
-        from workbench.experiments.report import markdown_report
+        from workbench.experiments.bench_report import markdown_report
 
         return markdown_report(self)
 

@@ -35,7 +35,7 @@ from workbench.experiments.arrivals import (
     sleep_until_ns,
 )
 from workbench.experiments.results import RunResult, environment
-from workbench.experiments.stats import SLO
+from workbench.experiments.verdicts import SLO
 from workbench.experiments.workloads import Workload
 from workbench.metrics.frames import to_frame
 from workbench.metrics.recorder import Recorder

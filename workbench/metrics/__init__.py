@@ -10,7 +10,7 @@ from workbench.metrics.frames import (
     tokens_note,
 )
 from workbench.metrics.recorder import Recorder, compute_metrics
-from workbench.metrics.stats import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize
+from workbench.metrics.summary import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize
 
 __all__ = [
     "Recorder",

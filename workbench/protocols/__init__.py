@@ -11,14 +11,21 @@ from __future__ import annotations
 from workbench._types import ProtocolName, Request
 from workbench.protocols import ollama, openai
 from workbench.protocols._common import Completion, Parser, PreparedRequest, parse_error_body
+from workbench.protocols._shape import DEFAULT_MAX_EVENT_BYTES
+from workbench.protocols.content import ACCEPT_ENCODING, ContentDecoder, check_content_type, decoder_for
 from workbench.protocols.sse import SSEFramer
 
 __all__ = [
+    "ACCEPT_ENCODING",
+    "DEFAULT_MAX_EVENT_BYTES",
     "Completion",
+    "ContentDecoder",
     "Parser",
     "PreparedRequest",
     "SSEFramer",
     "build_request",
+    "check_content_type",
+    "decoder_for",
     "make_parser",
     "ollama",
     "openai",
@@ -33,10 +40,15 @@ def build_request(protocol: ProtocolName, request: Request, *, stream: bool = Tr
     return openai.build_request(request, stream=stream)
 
 
-def make_parser(protocol: ProtocolName, *, fast: bool = True) -> Parser:
+def make_parser(
+    protocol: ProtocolName, *, fast: bool = True, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> Parser:
+    """A stream parser. `max_event_bytes` bounds one NDJSON line / SSE event (comments included): over it
+    is a MalformedStreamError that names the size, never a buffer that grows without end."""
+    cap = max_event_bytes
     if protocol == "ollama":
-        return ollama.FastParser() if fast else ollama.BaselineParser()
-    return openai.FastParser() if fast else openai.BaselineParser()
+        return ollama.FastParser(max_event_bytes=cap) if fast else ollama.BaselineParser(max_event_bytes=cap)
+    return openai.FastParser(max_event_bytes=cap) if fast else openai.BaselineParser(max_event_bytes=cap)
 
 
 def parse_completion(protocol: ProtocolName, body: bytes) -> Completion:

@@ -107,7 +107,14 @@ def arguments_text(value: Any) -> str:
 
 def snippet(data: bytes | bytearray | memoryview | str, limit: int = SNIPPET_BYTES) -> str:
     """A short printable view of offending wire data for error messages."""
-    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if isinstance(data, str):
+        try:
+            # a baseline line keeps invalid UTF-8 as surrogateescape'd bytes: shown as the fast parser does
+            raw = data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = data.encode("utf-8", "replace")
+    else:
+        raw = bytes(data)
     text = raw[:limit].decode("utf-8", errors="replace")
     return repr(text) + ("..." if len(raw) > limit else "")
 

@@ -33,15 +33,16 @@ from workbench._types import (
     Usage,
     UsageEvent,
 )
-from workbench.protocols._common import (
-    Completion,
-    PreparedRequest,
-    arguments_text,
-    error_text,
-    malformed,
-    snippet,
-)
+from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed, snippet
 from workbench.protocols._lines import LineDecoder
+from workbench.protocols._shape import (
+    DEFAULT_MAX_EVENT_BYTES,
+    check_utf8,
+    loads_like_baseline,
+    ollama_call,
+    ollama_parts,
+    too_large,
+)
 
 __all__ = [
     "SERVER_FIELDS",
@@ -151,42 +152,10 @@ def _server(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: obj[k] for k in SERVER_FIELDS if k in obj}
 
 
-_NO_CALLS: list[Any] = []  # shared, never mutated
-
-
 def _parts(obj: Mapping[str, Any], line: bytes | bytearray | str) -> tuple[str | None, str | None, list[Any]]:
-    """(text, thinking, tool calls) of a line: from `message` on /api/chat, the top level on /api/generate.
-
-    The one place both dict paths read a line's output, so they decide alike (the msgspec path reads the
-    same fields through its schema); a text or thinking that is not a string is a malformed line.
-    """
-    msg = obj.get("message")
-    if type(msg) is dict:
-        text, thinking, calls = msg.get("content"), msg.get("thinking"), msg.get("tool_calls")
-    else:
-        text, thinking, calls = obj.get("response"), obj.get("thinking"), None
-    if text is not None and type(text) is not str:
-        raise malformed("Ollama NDJSON line (text is not a string)", line)
-    if thinking is not None and type(thinking) is not str:
-        raise malformed("Ollama NDJSON line (thinking is not a string)", line)
-    if calls is None:
-        return text, thinking, _NO_CALLS
-    if type(calls) is not list or not all(type(c) is dict for c in calls):
-        raise malformed("Ollama NDJSON line (message.tool_calls is not a list of objects)", line)
-    return text, thinking, calls
-
-
-def _call(call: Mapping[str, Any], line: bytes | bytearray | str) -> tuple[str | None, str | None, str]:
-    """(id, name, arguments as JSON text) of one whole Ollama tool call."""
-    fn = call.get("function")
-    if fn is None:
-        fn = {}
-    elif type(fn) is not dict:
-        raise malformed("Ollama NDJSON line (tool call function is not an object)", line)
-    name, cid = fn.get("name"), call.get("id")
-    if name is not None and type(name) is not str:
-        raise malformed("Ollama NDJSON line (tool call name is not a string)", line)
-    return (None if cid is None else str(cid)) or None, name or None, arguments_text(fn.get("arguments"))
+    """(text, thinking, tool calls) of a line, checked: the one place both dict paths read a line's output
+    (see _shape.ollama_parts); the msgspec path reads the same fields through its schema."""
+    return ollama_parts(obj, line)
 
 
 class _Base:
@@ -235,8 +204,8 @@ class _Base:
             events.append(ReasoningDelta(thinking, t_ns))
         if text:
             events.append(TextDelta(text, t_ns))
-        for call in calls:
-            cid, name, args = _call(call, line)
+        for j, call in enumerate(calls):
+            cid, name, args = ollama_call(call, j, line)
             events.append(ToolCallDelta(self._calls, cid, name, args, t_ns))
             self._calls += 1
 
@@ -260,15 +229,18 @@ class FastParser(_Base):
     bytes, an `error` or `done` object, tool calls) sends the whole read down the per-line orjson path,
     which decides as the baseline does, so errors are reported per line and `done` lines keep their
     figures. Without msgspec installed, every read takes the per-line path.
-    One known difference: a number too large for a float (1e999) in a field the parser never reads is
-    accepted here, as the baseline's json.loads accepts it, where orjson rejected the line.
+    What orjson refuses and json.loads takes (a number too large for a float, 1e999; NaN) is judged by
+    json.loads there too (_shape.loads_like_baseline), so both modes decide alike on every line.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_max", "_parts", "_pending")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__()
-        self._buf = bytearray()
+        # an unfinished line: its reads, joined once when its LF comes (never re-joined per read)
+        self._parts: list[bytes] = []
+        self._pending = 0
+        self._max = max_event_bytes
 
     def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
         self._check()
@@ -276,24 +248,53 @@ class FastParser(_Base):
             return []
         end = data.rfind(b"\n") + 1
         if end == 0:
-            self._buf += data
+            self._parts.append(data)
+            self._pending += len(data)
+            if self._pending > self._max:
+                err = self._too_large(b"".join(self._parts[:2]), self._pending, ended=False)
+                self._parts, self._pending = [], 0
+                self._fail(err, [])  # raises: no events to hand over first
             return []
-        if self._buf:
-            self._buf += data[:end]
-            block = bytes(self._buf)
-            self._buf = bytearray()
+        if self._parts:
+            self._parts.append(data[:end])
+            block = b"".join(self._parts)
+            self._parts, self._pending = [], 0
         else:
             block = data if end == len(data) else data[:end]
-        events = self._fast(block, t_ns) if _decode is not None else None
+        over: StreamError | None = None
+        if len(block) > self._max:
+            # only a block larger than the limit can hold a line over it: the usual read pays nothing
+            block, over = self._cut_at_long_line(block)
+        events = self._fast(block, t_ns) if _decode is not None and block else None
         if events is None:
             events = []
             try:
                 self._lines(block, t_ns, events)
             except StreamError as exc:
                 return self._fail(exc, events)
-        if end < len(data) and not self._done:
-            self._buf += data[end:]
+        if over is None and end < len(data) and not self._done:
+            self._parts, self._pending = [data[end:]], len(data) - end
+            if self._pending > self._max:
+                over = self._too_large(self._parts[0], self._pending, ended=False)
+        if over is not None and not self._done:
+            self._parts, self._pending = [], 0
+            return self._fail(over, events)
         return events
+
+    def _too_large(self, line: bytes, size: int | None = None, *, ended: bool = True) -> StreamError:
+        size = len(line) if size is None else size
+        return too_large("NDJSON line", size, self._max, line[:200], ended=ended)
+
+    def _cut_at_long_line(self, block: bytes) -> tuple[bytes, StreamError | None]:
+        """The block up to its first line over the limit, and that line's error (None if there is none)."""
+        pos = 0
+        nl = block.find(b"\n")
+        while nl >= 0:
+            if nl - pos > self._max:
+                return block[:pos], self._too_large(block[pos:nl])
+            pos = nl + 1
+            nl = block.find(b"\n", pos)
+        return block, None
 
     @staticmethod
     def _fast(block: bytes, t_ns: int) -> list[StreamEvent] | None:
@@ -356,7 +357,7 @@ class FastParser(_Base):
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise malformed("Ollama NDJSON line", line, exc) from None
+            obj = loads_like_baseline(line, "Ollama NDJSON line", exc)
         if type(obj) is not dict:
             raise malformed("Ollama NDJSON line (not an object)", line)
         if "error" in obj:
@@ -371,8 +372,9 @@ class FastParser(_Base):
     def flush(self, t_ns: int = 0) -> list[StreamEvent]:
         self._check()
         events: list[StreamEvent] = []
-        if self._buf and not self._done:
-            line, self._buf = self._buf, bytearray()
+        if self._parts and not self._done:
+            line = b"".join(self._parts)
+            self._parts, self._pending = [], 0
             try:
                 self._line(line, t_ns, events)
             except MalformedStreamError:
@@ -389,27 +391,34 @@ class FastParser(_Base):
         return events
 
 
+_JSON_SPACE = " \t\n\r\x0b\x0c"  # what bytes.isspace (the fast parser's blank-line test) takes for space
+
+
 class BaselineParser(_Base):
     """What a typical client does: decode text, split lines (iter_lines), json.loads, a dict per chunk."""
 
     __slots__ = ("_lines",)
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__()
-        self._lines = LineDecoder()
+        self._lines = LineDecoder(max_event_bytes, "NDJSON line", cr_ends_line=False)
 
     def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
         self._check()
         if self._done:
             return []
-        return self._handle(self._lines.decode(data), t_ns)
+        events = self._handle(self._lines.decode(data), t_ns)
+        overflow = self._lines.overflow
+        if overflow is None or self._done or self._error is not None:
+            return events
+        return self._fail(overflow, events)
 
     def _handle(self, lines: list[str], t_ns: int) -> list[StreamEvent]:
         events: list[StreamEvent] = []
         for line in lines:
             if self._done:
                 break
-            if not line.strip():
+            if not line.strip(_JSON_SPACE):
                 continue
             try:
                 chunk = self._chunk(line)
@@ -427,6 +436,8 @@ class BaselineParser(_Base):
 
     @staticmethod
     def _chunk(line: str) -> dict[str, Any]:
+        if not line.isascii():
+            check_utf8(line, "Ollama NDJSON line")
         try:
             obj = json.loads(line)
         except ValueError as exc:
@@ -484,12 +495,12 @@ def parse_completion(body: bytes) -> Completion:
         raise malformed("Ollama reply (not an object)", body)
     if "error" in obj:
         raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
-    text, thinking, calls = _parts(obj, body)
+    text, thinking, calls = ollama_parts(obj, body, "Ollama reply")
     return Completion(
         text=text or "",
         finish_reason=obj.get("done_reason"),
         usage=_usage(obj),
         server=_server(obj),
         reasoning=thinking or "",
-        tool_calls=tuple(ToolCall(j, *_call(c, body)) for j, c in enumerate(calls)),
+        tool_calls=tuple(ToolCall(j, *ollama_call(c, j, body, "Ollama reply")) for j, c in enumerate(calls)),
     )

@@ -46,15 +46,25 @@ from workbench._types import (
     Usage,
     UsageEvent,
 )
-from workbench.protocols._common import Completion, PreparedRequest, arguments_text, error_text, malformed
+from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed
 from workbench.protocols._lines import LineDecoder
+from workbench.protocols._shape import (
+    DEFAULT_MAX_EVENT_BYTES,
+    OPENAI_USAGE,
+    OpenAIPiece,
+    check_utf8,
+    list_index,
+    loads_like_baseline,
+    openai_pieces,
+    openai_record,
+    usage_ok,
+)
 from workbench.protocols.sse import SSEFramer, TextSSEFramer
 
 __all__ = ["BaselineParser", "FastParser", "build_request", "parse_completion"]
 
 _DONE = b"[DONE]"
-# (index, id, name, arguments) of one tool-call piece
-_Piece = tuple[int, str | None, str | None, str]
+_Piece = OpenAIPiece
 _NO_PIECES: list[_Piece] = []  # shared, never mutated
 
 
@@ -151,97 +161,11 @@ def _usage(obj: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=obj.get("prompt_tokens"), completion_tokens=obj.get("completion_tokens"))
 
 
-def _index(value: Any, position: int) -> int:
-    """A choice's or tool call's `index`; its position in the list when the server left it out."""
-    return value if type(value) is int and value >= 0 else position
-
-
-def _text(value: Any, what: str, payload: bytes | str) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    raise malformed(f"OpenAI SSE chunk ({what} is not a string)", payload)
-
-
-def _pieces(calls: Any, payload: bytes | str) -> list[_Piece]:
-    """`delta.tool_calls` (a list, or TGI 2.x's single object) as (index, id, name, arguments) pieces."""
-    if calls is None:
-        return []
-    if type(calls) is dict:
-        calls = [calls]
-    elif type(calls) is not list:
-        raise malformed("OpenAI SSE chunk (delta.tool_calls is not a list)", payload)
-    out: list[_Piece] = []
-    for j, call in enumerate(calls):
-        if type(call) is not dict:
-            raise malformed("OpenAI SSE chunk (a tool call is not an object)", payload)
-        fn = call.get("function")
-        if fn is None:
-            fn = {}
-        elif type(fn) is not dict:
-            raise malformed("OpenAI SSE chunk (tool call function is not an object)", payload)
-        cid = call.get("id")
-        out.append(
-            (
-                _index(call.get("index"), j),
-                None if cid is None else str(cid),
-                _text(fn.get("name"), "tool call name", payload),
-                arguments_text(fn.get("arguments")),
-            )
-        )
-    return out
-
-
 def _record(obj: dict[str, Any], payload: bytes | str) -> dict[str, Any]:
-    """The per-chunk record a typical client builds (cf. openai-python's ChatCompletionChunk), checked.
-
-    The one place the dict paths (FastParser's orjson fallback, BaselineParser) read a chunk, so both
-    decide alike; the msgspec path reads the same fields through its schemas. Each choice becomes
-    (index, role, text, reasoning, tool-call pieces, finish_reason).
-    """
+    """The checked per-chunk record (see _shape.openai_record) after a mid-stream error object."""
     if obj.get("error"):
         raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
-    raw = obj.get("choices")
-    choices: list[tuple[int, Any, str | None, str | None, list[_Piece], str | None]] = []
-    if raw:
-        if type(raw) is not list:
-            raise malformed("OpenAI SSE chunk (choices is not a list)", payload)
-        for pos, ch in enumerate(raw):
-            if type(ch) is not dict:
-                raise malformed("OpenAI SSE chunk (a choice is not an object)", payload)
-            delta = ch.get("delta")
-            if delta is None:
-                role, text, reasoning, pieces = None, ch.get("text"), None, _NO_PIECES
-            elif type(delta) is dict:
-                role, text = delta.get("role"), delta.get("content")
-                rc, r = delta.get("reasoning_content"), delta.get("reasoning")
-                if (rc is not None and type(rc) is not str) or (r is not None and type(r) is not str):
-                    raise malformed("OpenAI SSE chunk (delta reasoning is not a string)", payload)
-                reasoning = rc or r
-                calls = delta.get("tool_calls")
-                pieces = _NO_PIECES if calls is None else _pieces(calls, payload)
-            else:
-                raise malformed("OpenAI SSE chunk (delta is not an object)", payload)
-            if text is not None and type(text) is not str:
-                raise malformed("OpenAI SSE chunk (text is not a string)", payload)
-            i, finish = ch.get("index"), ch.get("finish_reason")
-            choices.append(
-                (
-                    i if type(i) is int and i >= 0 else pos,
-                    role,
-                    text,
-                    reasoning,
-                    pieces,
-                    finish if type(finish) is str else None,
-                )
-            )
-    usage, timings = obj.get("usage"), obj.get("timings")
-    return {
-        "id": obj.get("id"),
-        "model": obj.get("model"),
-        "choices": choices,
-        "usage": _usage(usage) if usage and type(usage) is dict else None,
-        "timings": timings if timings and type(timings) is dict else None,
-    }
+    return openai_record(obj, payload)
 
 
 class _Base:
@@ -345,28 +269,34 @@ class FastParser(_Base):
 
     __slots__ = ("_sse",)
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__()
-        self._sse = SSEFramer()
+        self._sse = SSEFramer(max_event_bytes)
 
     def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
         self._check()
         if self._done:
             return []
-        payloads = self._sse.feed(data)
+        sse = self._sse
+        payloads = sse.feed(data)
         if not payloads:
+            if sse.overflow is not None:
+                self._fail(sse.overflow, [])  # raises: no events to hand over first
             return []
         events = self._fast(payloads, t_ns) if _decode is not None else None
-        return self._payloads(payloads, t_ns) if events is None else events
+        if events is None:
+            events = self._payloads(payloads, t_ns)
+        if sse.overflow is not None and not self._done and self._error is None:
+            return self._fail(sse.overflow, events)
+        return events
 
     def _fast(self, payloads: list[bytes], t_ns: int) -> list[StreamEvent] | None:
         """The read's events if every payload decodes by a msgspec schema, else None (state untouched).
 
         Each payload is decoded by the lean schema (see above), the whole read by the rich one if a payload
         does not fit it (see ollama.FastParser); `[DONE]`, error objects, schema surprises, non-UTF-8 bytes
-        and the first chunk (whose id, model and created are kept) go to the per-payload orjson path. As
-        there, a number too large for a float (1e999) in a field never read is accepted (json.loads, the
-        baseline, accepts it too), where orjson rejected it.
+        and the first chunk (whose id, model and created are kept) go to the per-payload orjson path, which
+        hands what orjson refuses (1e999, NaN) to json.loads as the baseline does.
         """
         assert _decode is not None
         if not self._server:
@@ -397,6 +327,8 @@ class FastParser(_Base):
                 if choice.finish_reason:
                     self._choice(0, None, None, _NO_PIECES, choice.finish_reason, t_ns, events)
             if c.usage:
+                if not usage_ok(c.usage, OPENAI_USAGE):
+                    return None  # the shared check names the field (the dict path)
                 append(UsageEvent(_usage(c.usage), t_ns))
         return events
 
@@ -417,15 +349,18 @@ class FastParser(_Base):
                     text, reasoning = d.content, d.reasoning_content or d.reasoning
                     pieces = [
                         (
-                            _index(tc.index, j),
+                            list_index(tc.index, j),
                             tc.id,
                             None if tc.function is None else tc.function.name,
                             "" if tc.function is None else (tc.function.arguments or ""),
                         )
                         for j, tc in enumerate(d.tool_calls or ())
                     ]
-                self._choice(_index(ch.index, pos), text, reasoning, pieces, ch.finish_reason, t_ns, events)
+                index = list_index(ch.index, pos)
+                self._choice(index, text, reasoning, pieces, ch.finish_reason, t_ns, events)
             if c.usage:
+                if not usage_ok(c.usage, OPENAI_USAGE):
+                    return None
                 events.append(UsageEvent(_usage(c.usage), t_ns))
             if c.timings:
                 self._timings = c.timings
@@ -447,7 +382,7 @@ class FastParser(_Base):
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise malformed("OpenAI SSE chunk", payload, exc) from None
+            obj = loads_like_baseline(payload, "OpenAI SSE chunk", exc)
         if type(obj) is not dict:
             raise malformed("OpenAI SSE chunk (not an object)", payload)
         rec = _record(obj, payload)
@@ -472,16 +407,23 @@ class BaselineParser(_Base):
 
     __slots__ = ("_lines", "_sse")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         super().__init__()
-        self._lines = LineDecoder()
-        self._sse = TextSSEFramer()
+        self._lines = LineDecoder(max_event_bytes, "SSE event")
+        self._sse = TextSSEFramer(max_event_bytes)
 
     def feed(self, data: bytes, t_ns: int) -> list[StreamEvent]:
         self._check()
         if self._done:
             return []
-        return self._payloads(self._sse.feed_lines(self._lines.decode(data)), t_ns)
+        lines, sse = self._lines, self._sse
+        decoded = lines.decode(data)
+        events = self._payloads(sse.feed_lines(decoded, lines.last_bytes or None), t_ns)
+        if self._done or self._error is not None:
+            return events
+        sse.check_pending(lines.pending_bytes, lines.head)
+        overflow = sse.overflow or lines.overflow
+        return events if overflow is None else self._fail(overflow, events)
 
     def _payloads(self, payloads: list[str], t_ns: int) -> list[StreamEvent]:
         events: list[StreamEvent] = []
@@ -496,6 +438,8 @@ class BaselineParser(_Base):
         return events
 
     def _chunk(self, payload: str, t_ns: int, events: list[StreamEvent]) -> None:
+        if not payload.isascii():
+            check_utf8(payload, "OpenAI SSE chunk")
         try:
             obj = json.loads(payload)
         except ValueError as exc:
@@ -513,6 +457,8 @@ class BaselineParser(_Base):
             return []
         # an unterminated last line was cut mid-line: dropped, like SSEFramer does
         lines = self._lines.flush(partial=False)
+        if self._sse.overflow is not None:
+            return self._fail(self._sse.overflow, [])
         return self._payloads(self._sse.feed_lines(lines) + self._sse.flush(), t_ns)
 
     def close(self, t_ns: int = 0) -> list[StreamEvent]:
@@ -521,9 +467,10 @@ class BaselineParser(_Base):
         return events
 
 
-def _calls(message: Mapping[str, Any], body: bytes) -> tuple[ToolCall, ...]:
+def _calls(message: Mapping[str, Any], pos: int, body: bytes) -> tuple[ToolCall, ...]:
     """A whole reply's `message.tool_calls`."""
-    pieces = _pieces(message.get("tool_calls"), body)
+    at = f"choices[{pos}].message.tool_calls"
+    pieces = openai_pieces(message.get("tool_calls"), at, body, "OpenAI reply")
     return tuple(ToolCall(j, cid or None, name or None, args) for j, cid, name, args in pieces)
 
 
@@ -548,7 +495,7 @@ def parse_completion(body: bytes) -> Completion:
         if isinstance(msg, dict):
             text = msg.get("content")
             reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-            calls = _calls(msg, body)
+            calls = _calls(msg, pos, body)
         else:
             text, reasoning, calls = ch.get("text"), None, ()
         if text is not None and not isinstance(text, str):
@@ -556,7 +503,7 @@ def parse_completion(body: bytes) -> Completion:
         finish = ch.get("finish_reason")
         choices.append(
             Choice(
-                _index(ch.get("index"), pos),
+                list_index(ch.get("index"), pos),
                 text or "",
                 reasoning if isinstance(reasoning, str) else "",
                 calls,

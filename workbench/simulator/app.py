@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from workbench.simulator import wire_ollama, wire_openai
+from workbench.simulator._hypercorn_adapter import drop_response
 from workbench.simulator.faults import FaultPlan, error_status_message
 from workbench.simulator.generate import Flags, Job, Stopper, run_full, run_stream, sleep_or_stop
 from workbench.simulator.groundtruth import Ledger, _Live
@@ -51,36 +52,12 @@ class AbortConnection(Exception):
 async def abort_connection(send: Send) -> None:
     """Close the client's connection mid-response, with no end marker.
 
-    ASGI has no message for this. Hypercorn, given an app error, leaves an HTTP/1.1 connection open with an
-    unfinished chunked body (the client would hang), so we reach its connection through the bound `send`
-    (HTTPStream.app_send -> protocol.stream_send -> TCPServer.protocol_send) and send its own `Closed` event.
+    ASGI has no message for this; under hypercorn `_hypercorn_adapter.drop_response` does it (HTTP/2:
+    only this stream is reset). Under any other server we raise `AbortConnection`, which servers that
+    close on app errors turn into a dropped connection.
     """
-    stream = getattr(send, "__self__", None)
-    protocol = getattr(getattr(stream, "send", None), "__self__", None)
-    if protocol is None or not callable(getattr(protocol, "send", None)):
+    if await drop_response(send) is None:
         raise AbortConnection
-    if await _reset_h2_stream(protocol, getattr(stream, "stream_id", None)):
-        return
-    from hypercorn.events import Closed
-
-    await protocol.send(Closed())
-
-
-async def _reset_h2_stream(protocol: Any, stream_id: int | None) -> bool:
-    """HTTP/2: reset just this stream (RST_STREAM), so sibling streams on the connection live on."""
-    conn: Any = getattr(protocol, "connection", None)
-    buffers = getattr(protocol, "stream_buffers", None)
-    if stream_id is None or not hasattr(conn, "reset_stream") or not isinstance(buffers, dict):
-        return False
-    try:
-        buf = buffers.get(stream_id)
-        if buf is not None:
-            await buf.drain()  # what was "sent" before the fault must reach the client first
-        conn.reset_stream(stream_id, error_code=2)  # INTERNAL_ERROR
-        await protocol._flush()
-    except Exception:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)

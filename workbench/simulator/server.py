@@ -9,7 +9,8 @@ target, because the app batches up to 1024 pre-encoded chunks per ASGI send. Mee
 server beats two servers with two different abort/shutdown paths, so hypercorn serves every mode.
 benchmarks/simulator_rate.py prints the current figures.
 
-Abrupt closes (faults, shutdown) reach hypercorn's connection through the ASGI `send` (see app.py).
+Abrupt closes (faults, shutdown) reach hypercorn's connection through the ASGI `send`
+(see _hypercorn_adapter.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Notebook widgets: live stream view, optimization panel, dashboard (charts: `workbench.widgets.charts`)."""
+"""Notebook widgets: live stream view, optimization panel, live chart grid, dashboard.
+
+Plots live in `workbench.charts`.
+"""
 
 from workbench.widgets.dashboard import Dashboard, SecretField
 from workbench.widgets.live_charts import LiveCharts

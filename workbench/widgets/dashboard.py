@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-import importlib
 from typing import Any
 
 import anywidget
@@ -24,7 +23,13 @@ import traitlets
 
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench.client import AsyncClient
+from workbench.experiments import RunResult, Workload, acompare
+from workbench.experiments.clients import make_client
+from workbench.metrics.frames import to_frame
 from workbench.optimizations import Optimizations
+from workbench.simulator import Simulator
+from workbench.widgets.live_charts import LiveCharts
 from workbench.widgets.panel import OptimizationPanel
 from workbench.widgets.stream_view import StreamView
 
@@ -84,14 +89,6 @@ class SecretField(anywidget.AnyWidget):
         return f"SecretField(has_value={self.has_value})"
 
 
-def _optional(module: str, name: str) -> Any:
-    """A name from a sibling area that may not exist yet (built in parallel); None when missing."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 class Dashboard(w.VBox):  # type: ignore[misc]
     """Everything for an interactive session. `dash.results` is a polars frame of the last run.
 
@@ -111,8 +108,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         charts: bool = True,
         **kwargs: Any,
     ) -> None:
-        self._sim: Any = None
-        self._client: Any = None
+        self._sim: Simulator | None = None
+        self._client: AsyncClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._busy = False
@@ -121,7 +118,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self._stop_event: asyncio.Event | None = None
         self._results: list[StreamResult] = []
         self._lane_request: dict[str, str] = {}
-        self.run_result: Any = None  # RunResult of the last A/B run
+        self.run_result: RunResult | None = None  # of the last A/B run
 
         self.prompt = w.Textarea(
             value=prompt, description="Prompt", layout=w.Layout(width="100%", height="70px")
@@ -158,8 +155,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self.view = StreamView(lanes=["output"], optimizations=self.panel.value)
         self.panel.on_change(self.view.configure)
 
-        live_charts_cls = _optional("workbench.widgets.live_charts", "LiveCharts") if charts else None
-        self.charts: Any = live_charts_cls() if live_charts_cls is not None else None
+        self.charts: LiveCharts | None = LiveCharts() if charts else None
         chart_box: list[Any] = [self.charts.widget] if self.charts is not None else []
 
         backend_box = w.VBox(
@@ -191,10 +187,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         """The chosen backend; the embedded simulator is started on first use."""
         if self.backend_kind.value == SIMULATOR:
             if self._sim is None:
-                sim_cls = _optional("workbench.simulator", "Simulator")
-                if sim_cls is None:
-                    raise RuntimeError("workbench.simulator is not available; choose a server URL")
-                self._sim = sim_cls().start()
+                self._sim = Simulator().start()
             return Backend(self._sim.url, protocol="openai", name="simulator")
         url = self.url.value.strip()
         return Backend(url, protocol=self.protocol.value, api_key=self.api_key.value)
@@ -214,13 +207,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
     def results(self) -> pl.DataFrame:
         """One row per request of the last run (`workbench.metrics.to_frame`; the A/B run's frame for A/B)."""
         if self.run_result is not None:
-            frame: pl.DataFrame = self.run_result.frame
-            return frame
-        to_frame = _optional("workbench.metrics.frames", "to_frame")
-        if to_frame is None:
-            raise RuntimeError("workbench.metrics.frames is not available")
-        out: pl.DataFrame = to_frame(self._results)
-        return out
+            return self.run_result.frame
+        return to_frame(self._results)
 
     @property
     def running(self) -> bool:
@@ -303,22 +291,16 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         return result
 
     def _begin_ab(self, repeats: int | None) -> int:
-        """Prepare an A/B run; 0 when workbench.experiments is missing (a single stream runs instead)."""
-        if _optional("workbench.experiments", "acompare") is None:
-            self._begin(lanes=["output"], total=1)
-            self._set_status("A/B needs workbench.experiments (not available): running a single stream")
-            return 0
+        """Prepare an A/B run: `repeats` (or the box's value) requests per variant."""
         n = repeats if repeats is not None else int(self.repeats.value)
         self._begin(lanes=["A", "B"], total=2 * n)
         return n
 
     async def _ab(self, n: int) -> Any:
-        acompare = _optional("workbench.experiments", "acompare")
-        workload_cls = _optional("workbench.experiments", "Workload")
         variants = {"A": self.panel.value, "B": self.panel_b.value}
         self.view.configure(self.panel.value)  # the view's own switches: variant A decides how the UI updates
         try:
-            workload = workload_cls.from_list([self.prompt.value], model=self.model.value.strip() or None)
+            workload = Workload.from_list([self.prompt.value], model=self.model.value.strip() or None)
             self.run_result = await acompare(
                 workload,
                 variants,
@@ -352,10 +334,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         if self._task is not None and not self._task.done():
             self._task.cancel()
         if self._client is not None:
-            closer = getattr(self._client, "aclose", None)
             with contextlib.suppress(RuntimeError):  # no loop to close it on: the process is ending
-                if closer is not None:
-                    asyncio.get_running_loop().create_task(closer())
+                asyncio.get_running_loop().create_task(self._client.aclose())
             self._client = None
         if self._sim is not None:
             with contextlib.suppress(Exception):
@@ -402,19 +382,12 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             with contextlib.suppress(Exception):
                 self.charts.flush()
 
-    def _client_for(self, backend: Backend, opts: Optimizations) -> Any:
+    def _client_for(self, backend: Backend, opts: Optimizations) -> AsyncClient:
         # One client per (backend, optimizations), kept across runs: a pooled connection and the caches
         # live in it, so a second Run can reuse the connection and hit the cache.
         key = (backend.url, backend.protocol, backend.api_key, opts)
         if self._client is None or self._client_key != key:
-            make_client = _optional("workbench.experiments.clients", "make_client")
-            if make_client is not None:
-                self._client = make_client(backend, opts, Timeouts())
-            else:
-                client_cls = _optional("workbench.client", "AsyncClient")
-                if client_cls is None:
-                    raise RuntimeError("workbench.client is not available yet")
-                self._client = client_cls(backend, optimizations=opts)
+            self._client = make_client(backend, opts, Timeouts())
             self._client_key = key
         return self._client
 
@@ -438,10 +411,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self._results.append(result)
         self.progress.value = min(self.progress.max, len(self._results))
         if self.charts is not None:
-            to_frame = _optional("workbench.metrics.frames", "to_frame")
-            if to_frame is not None:
-                with contextlib.suppress(Exception):  # a chart problem must not end the run
-                    self.charts.update(to_frame(self._results))
+            with contextlib.suppress(Exception):  # a chart problem must not end the run
+                self.charts.update(to_frame(self._results))
 
     def _set_status(self, text: str) -> None:
         self.status.value = text

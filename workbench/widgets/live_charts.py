@@ -25,7 +25,7 @@ from typing import Any, Literal
 import altair as alt
 import polars as pl
 
-from workbench.widgets import charts as _c
+from workbench import charts as _c
 
 __all__ = ["PANELS", "LiveCharts", "enable_offline"]
 

@@ -49,14 +49,13 @@ import traitlets
 from workbench._exceptions import CancelledError as WorkbenchCancelled
 from workbench._types import DoneEvent, Request, StreamEvent, StreamResult, TextDelta, UsageEvent
 from workbench.optimizations import Optimizations
+from workbench.widgets._frontend_ends import FrontendEnds
 from workbench.widgets._lane import (
     LaneState,
     PendingEnd,
     StaticView,
-    fingerprint,
     live_meta,
     render_static,
-    replace_meta,
     utf16_len,
 )
 
@@ -67,7 +66,7 @@ DEFAULT_MAX_NAIVE_UPDATES = 2000
 _RATE_WINDOW_NS = 3_000_000_000
 
 
-class StreamView(anywidget.AnyWidget):
+class StreamView(anywidget.AnyWidget, FrontendEnds):
     """Live text of one or more streams (lanes) side by side.
 
     `StreamView()` has one lane called "output"; `StreamView(lanes=["baseline", "optimized"])` shows an A/B.
@@ -482,77 +481,6 @@ class StreamView(anywidget.AnyWidget):
         if not any(o.dirty for o in self._state.values()):
             self._cancel_timer()
 
-    def _grace_loop(self) -> asyncio.AbstractEventLoop | None:
-        """The loop that times an end's ack; None when no live front end is known or nothing can time it."""
-        if not self._frontend_seen or self.comm is None:
-            return None
-        # The kernel's loop first: acks arrive there, and it outlives a worker thread's own loop.
-        loop = self._frontend_loop
-        if loop is not None and loop.is_running():
-            return loop
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-
-    def _send_end(self, ln: LaneState, loop: asyncio.AbstractEventLoop) -> None:
-        """End a delta lane on a live front end: tail + final figures + check, in one custom message."""
-        text = ln.text
-        n16, crc = fingerprint(text)
-        at, tail = ln.sent16, text[ln.sent :]
-        meta = ln.meta("delta")
-        ln.pending.clear()
-        ln.sent, ln.sent16 = ln.length, n16
-        ln.dirty = False
-        old = self._pending_ends.pop(ln.name, None)
-        if old is not None:
-            old.cancel()
-        p = PendingEnd(ln.name, ln.seq, n16, crc, text, meta)
-        self._pending_ends[ln.name] = p  # before sending: a front end may answer before send() returns
-        msg = {"t": "end", "lane": ln.name, "seq": ln.seq, "at": at, "s": tail, "n": n16, "h": crc}
-        self._send_custom({**msg, "meta": meta})
-        self._arm_grace(loop, p)
-
-    def _arm_grace(self, loop: asyncio.AbstractEventLoop, p: PendingEnd) -> None:
-        def arm() -> None:
-            with self._lock:
-                if self._pending_ends.get(p.lane) is p and p.handle is None:
-                    p.handle = loop.call_later(self.ack_grace_s, self._on_grace, p)
-
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            arm()
-        else:  # ended on another thread: the timer must live on the kernel's loop
-            loop.call_soon_threadsafe(arm)
-
-    def _on_grace(self, p: PendingEnd) -> None:
-        with self._lock:
-            if self._pending_ends.get(p.lane) is not p or self.comm is None:
-                return
-            p.handle = None
-            self.fallback_syncs += 1
-            self._sync_all()
-
-    def _on_ack(self, content: dict[str, Any]) -> None:
-        p = self._pending_ends.get(content.get("lane", ""))
-        if p is None or content.get("seq") != p.seq or content.get("h") != p.crc:
-            return  # a second view's ack, or one for an end a full sync already settled
-        del self._pending_ends[p.lane]
-        p.cancel()
-        # The front end stored these values in its model itself; record them here without echoing them
-        # back (ipywidgets' property lock is how it takes a front end's `update` without an echo, too).
-        texts = {**self._texts, p.lane: p.text}
-        lanes = replace_meta(list(self._lanes), p.meta)
-        with self._lock_property(_texts=texts, _lanes=lanes):
-            self._texts = texts
-            self._lanes = lanes
-
-    def _send_custom(self, content: dict[str, Any]) -> None:
-        self.send(content)
-
     def _begin_consume(self, stream: object, lane: str | None) -> str:
         with self._lock:
             name = lane if lane is not None else self.lanes[0]
@@ -589,40 +517,3 @@ class StreamView(anywidget.AnyWidget):
                     self.cancel(name)
                 else:
                     self.fail(name, exc)
-
-    def _on_front_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if not isinstance(content, dict) or content.get("t") not in ("hello", "ack", "resync"):
-            return
-        with self._lock:
-            self._frontend_seen = True
-            try:
-                self._frontend_loop = asyncio.get_running_loop()
-            except RuntimeError:
-                pass
-            if content["t"] == "ack":
-                self._on_ack(content)
-            elif content["t"] == "resync":
-                self._on_resync(content.get("lane"))
-
-    def _on_resync(self, name: Any) -> None:
-        # The front end asks for a snapshot when a delta's offset, or an end's check, shows it missed
-        # something (a view that attached late, a dropped message). The text so far puts it back in step;
-        # for an end still waiting for its ack, the snapshot carries the check so the front end can ack.
-        if name not in self._state:
-            return
-        ln = self._state[name]
-        text = ln.text
-        ln.pending.clear()
-        ln.sent, ln.sent16 = ln.length, utf16_len(text)
-        ln.dirty = False
-        snap: dict[str, Any] = {
-            "t": "snap",
-            "lane": name,
-            "seq": ln.seq,
-            "text": text,
-            "meta": ln.meta(self._mode(ln)),
-        }
-        p = self._pending_ends.get(name)
-        if ln.status != "streaming" and p is not None and p.seq == ln.seq:
-            snap["meta"], snap["n"], snap["h"] = p.meta, p.n16, p.crc
-        self._send_custom(snap)

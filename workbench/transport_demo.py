@@ -23,7 +23,7 @@ from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, ProtocolName, Request, StreamResult, TextDelta
 from workbench.client import Client
 from workbench.metrics.frames import failure_line, save_frame, to_frame, tokens_note
-from workbench.metrics.stats import ratio_ci
+from workbench.metrics.summary import ratio_ci
 from workbench.optimizations import Optimizations
 from workbench.simulator import Profile, Simulator
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from workbench.experiments import SLO, comparisons, goodput, verdict
-from workbench.experiments.stats import client_warnings
+from workbench.experiments.verdicts import client_warnings
 
 
 def _frame(a: np.ndarray, b: np.ndarray, metric: str = "ttft_ms") -> pl.DataFrame:
@@ -101,7 +101,7 @@ def test_client_warnings_cpu_and_growing_lag() -> None:
 
 
 def test_paired_comparison_recovers_a_per_prompt_factor_despite_prompt_spread() -> None:
-    from workbench.experiments.stats import paired_comparisons
+    from workbench.experiments.verdicts import paired_comparisons
 
     rng = np.random.default_rng(5)
     n = 60

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workbench import demo
+from workbench import transport_demo
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = demo.main(list(argv))
+    code = transport_demo.main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from workbench.metrics import bootstrap_ci, diff_ci, percentile, ratio_ci, summarize, to_frame
-from workbench.metrics import stats as stats_mod
+from workbench.metrics import summary as summary_mod
 
 
 def test_percentile_matches_numpy_and_ignores_missing() -> None:
@@ -31,7 +31,7 @@ def test_bootstrap_blocks_do_not_change_the_answer(monkeypatch: pytest.MonkeyPat
     # Memory blocking draws the same index stream, so the interval is identical to one big matrix.
     x = np.random.default_rng(1).normal(0, 1, 200)
     whole = bootstrap_ci(x, "mean", n_boot=300, seed=4)
-    monkeypatch.setattr(stats_mod, "_MAX_CELLS", 200 * 7)
+    monkeypatch.setattr(summary_mod, "_MAX_CELLS", 200 * 7)
     assert bootstrap_ci(x, "mean", n_boot=300, seed=4) == pytest.approx(whole, abs=0, rel=0)
 
 

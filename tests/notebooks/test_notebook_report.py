@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import nbformat.v4 as v4
 
-from workbench import lab, report
+from workbench import lab, notebook_report
 
 EXTERNAL_SCRIPT = re.compile(r"<script[^>]*src\s*=\s*[\"']?(?:https?:)?//", re.IGNORECASE)
 
@@ -30,7 +30,7 @@ def test_report_runs_with_this_python_and_exports_offline_html(tmp_path: Path, c
             v4.new_markdown_cell("# Report title"),
             v4.new_code_cell("import sys\nprint('PREFIX:' + sys.prefix)"),
             v4.new_code_cell(
-                "import polars as pl\nfrom workbench.widgets import charts\n"
+                "import polars as pl\nfrom workbench import charts\n"
                 "f = pl.DataFrame({'variant': ['a', 'b'] * 20, 'ttft_ms': [float(i) for i in range(40)]})\n"
                 "charts.static(charts.ttft_histogram(f), 'png')"
             ),
@@ -39,7 +39,7 @@ def test_report_runs_with_this_python_and_exports_offline_html(tmp_path: Path, c
     )
     out = tmp_path / "out" / "t.html"
     executed = tmp_path / "t.executed.ipynb"
-    assert report.main([str(src), "-o", str(out), "--executed", str(executed), "--timeout", "120"]) == 0
+    assert notebook_report.main([str(src), "-o", str(out), "--executed", str(executed), "--timeout", "120"]) == 0
     html = out.read_text()
     assert "Report title" in html and "final text 42" in html
     assert re.search(r'<img[^>]*src="data:image/png;base64,', html)
@@ -54,9 +54,9 @@ def test_report_runs_with_this_python_and_exports_offline_html(tmp_path: Path, c
 def test_report_fails_on_a_cell_error_but_still_writes_html(tmp_path: Path) -> None:
     src = _write(tmp_path / "bad.ipynb", [v4.new_code_cell("print('before')"), v4.new_code_cell("1 / 0")])
     out = tmp_path / "bad.html"
-    assert report.main([str(src), "-o", str(out)]) == 1
+    assert notebook_report.main([str(src), "-o", str(out)]) == 1
     assert "ZeroDivisionError" in out.read_text()
-    assert report.main([str(tmp_path / "missing.ipynb")]) == 2
+    assert notebook_report.main([str(tmp_path / "missing.ipynb")]) == 2
 
 
 def test_strip_external_and_slim_widget_state() -> None:
@@ -66,8 +66,8 @@ def test_strip_external_and_slim_widget_state() -> None:
         '<script type="module">const m = await import("https://cdn.example/mermaid.mjs");</script>'
         "<script>var local = 1;</script></head>"
     )
-    clean = report.strip_external(html)
-    assert report.external_urls(clean) == []
+    clean = notebook_report.strip_external(html)
+    assert notebook_report.external_urls(clean) == []
     assert "var local = 1" in clean and "mermaid" not in clean
     nb = v4.new_notebook()
     nb.metadata["widgets"] = {
@@ -75,7 +75,7 @@ def test_strip_external_and_slim_widget_state() -> None:
             "state": {"big": {"state": {"_esm": "x" * 300_000}}, "small": {"state": {"text": "hi"}}}
         }
     }
-    assert report.slim_widget_state(nb) == ["big"]
+    assert notebook_report.slim_widget_state(nb) == ["big"]
     assert list(nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]) == ["small"]
 
 

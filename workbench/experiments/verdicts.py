@@ -1,4 +1,4 @@
-"""Verdicts, goodput and client-bottleneck checks, on top of `workbench.metrics.stats`.
+"""Verdicts, goodput and client-bottleneck checks, on top of `workbench.metrics.summary`.
 
 A comparison is stated as an improvement factor (> 1 is better) with a bootstrap CI, and in words: "faster by
 1.8x, 95% CI 1.6-2.0", or "no difference detectable" whenever the interval contains 1.
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from workbench.metrics.stats import Stat, bootstrap_ci, ratio_ci, summarize
+from workbench.metrics.summary import Stat, bootstrap_ci, ratio_ci, summarize
 
 __all__ = [
     "COMPARE_METRICS",

@@ -1,7 +1,4 @@
-"""Shared pieces of the workbench charts: theme, frame checks, the "no data" chart, vl-convert export.
-
-Kept apart from `workbench.widgets.charts` (the chart functions) so each module stays small.
-"""
+"""Shared pieces of the workbench charts: theme, frame checks, the "no data" chart, vl-convert export."""
 
 from __future__ import annotations
 

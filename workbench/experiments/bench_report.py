@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from workbench.experiments.stats import HIGHER_IS_BETTER
+from workbench.experiments.verdicts import HIGHER_IS_BETTER
 from workbench.metrics.frames import error_summary, failure_line
-from workbench.metrics.stats import percentile, ratio_ci
+from workbench.metrics.summary import percentile, ratio_ci
 
 if TYPE_CHECKING:
     from workbench.experiments.results import RunResult
@@ -143,8 +143,8 @@ def before_after(run: RunResult, before: str | None = None, after: str | None = 
             va = cache_meta.get(a, {}).get("lookup_us_p50", math.nan)
         verdict = ""
         if metric is not None and a != b:
-            from workbench.experiments.stats import min_samples
-            from workbench.experiments.stats import verdict as say
+            from workbench.experiments.verdicts import min_samples
+            from workbench.experiments.verdicts import verdict as say
 
             xb, xa = _col(metric)(fb), _col(metric)(fa)
             num, den = (xa, xb) if metric in HIGHER_IS_BETTER else (xb, xa)
@@ -165,7 +165,7 @@ def before_after(run: RunResult, before: str | None = None, after: str | None = 
             }
         )
     if a != b and "prompt_id" in data.columns:
-        from workbench.experiments.stats import paired_comparisons
+        from workbench.experiments.verdicts import paired_comparisons
 
         pair = data.filter(pl.col("variant").is_in([a, b]))
         for metric, label in (("ttft_ms", "TTFT, same prompt paired"), ("e2e_ms", "E2E, same prompt paired")):

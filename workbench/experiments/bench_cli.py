@@ -19,14 +19,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from workbench import charts as ch
 from workbench._exceptions import ConfigError, WorkbenchError
 from workbench._secrets import redact_argv
 from workbench._types import Backend
 from workbench.experiments.arrivals import parse_arrival, parse_sweep
-from workbench.experiments.report import error_section, html_report, markdown_report, markdown_table
+from workbench.experiments.bench_report import error_section, html_report, markdown_report, markdown_table
 from workbench.experiments.results import RunResult, sweep_table
 from workbench.experiments.runner import ablation_variants, compare
-from workbench.experiments.stats import SLO
+from workbench.experiments.verdicts import SLO
 from workbench.experiments.workloads import Workload, available_prompt_sets
 from workbench.metrics.frames import failure_line, tokens_note
 from workbench.optimizations import Optimizations
@@ -193,12 +194,7 @@ def _slo(spec: str) -> SLO:
 
 
 def _charts(run: RunResult) -> list[str]:
-    """Inline SVGs from the charts module (vl-convert); a report without charts beats no report."""
-    try:
-        from workbench.widgets import charts as ch
-    except ImportError as exc:  # pragma: no cover - charts are part of the package
-        print(f"charts unavailable: {exc}", file=sys.stderr)
-        return []
+    """Inline SVGs from `workbench.charts` (vl-convert); a report without charts beats no report."""
     out = []
     frame = run.measured
     makers: list[Callable[[], Any]] = [
