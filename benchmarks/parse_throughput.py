@@ -237,7 +237,7 @@ def _in_memory(blocks: list[bytes], protocol: str, record: bool) -> Run:
         rec.received(len(block), t)
         events = parser.feed(block, t)
         if record:
-            rec.events(events)  # as the client's StreamCore does, one read at a time
+            rec.events(events)  # as the stream engine does, one read at a time
         count += len(events)
     if record:
         rec.finish()

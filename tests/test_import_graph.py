@@ -204,17 +204,11 @@ def test_a_cycle_through_another_area_is_found() -> None:
 
 
 def test_no_cycle_among_client_cache_metrics_experiments_widgets_charts(graph: Edges) -> None:
-    """No cycle joins two of ACYCLIC, directly or through another area.
-
-    The cache -> client edges are taken out here: that one cycle is asserted (xfail) in the test below, so
-    this test guards every other pair now and keeps doing so after the engine work lands.
-    """
-    without_known = {a: {b: w for b, w in out.items() if (a, b) != ("cache", "client")} for a, out in graph.items()}
-    bad = [comp for comp in strongly_connected(without_known) if len(comp & set(ACYCLIC)) > 1]
-    assert not bad, "\n".join(_cycle_report(without_known, comp) for comp in bad)
+    """No cycle joins two of ACYCLIC, directly or through another area."""
+    bad = [comp for comp in strongly_connected(graph) if len(comp & set(ACYCLIC)) > 1]
+    assert not bad, "\n".join(_cycle_report(graph, comp) for comp in bad)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: client<->cache, lead's engine work")
 def test_client_and_cache_do_not_import_each_other(graph: Edges) -> None:
     assert "client" not in graph["cache"], f"cache imports client at {graph['cache'].get('client')}"
     bad = [comp for comp in strongly_connected(graph) if {"client", "cache"} <= comp]

@@ -18,7 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "workbench.llm.llm_cli",
         "serve a real LLM (Gemma 3 270M, llama.cpp) on a port; needs the llm extra",
     ),
-    "demo": ("workbench.transport_demo", "stream prompts from the simulator with and without optimizations"),
+    "demo": ("workbench.demos.transport", "stream prompts from the simulator with and without optimizations"),
     "bench": (
         "workbench.experiments.bench_cli",
         "run an A/B or ablation benchmark and write results + report",

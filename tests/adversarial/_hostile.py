@@ -434,21 +434,16 @@ class Case:
 
 
 NO_FIRST_OR_TOTAL = Timeouts(connect=1.0, first_token=None, idle=0.5, total=None)
-IDLE_ON_BYTES = "the idle clock is reset by keep-alive bytes, not by events"
-
 CASES: tuple[Case, ...] = (
     Case("ping_after_token", _ping_after_token, IdleTimeout, partial=PARTIAL,
-         xfail=(("*", IDLE_ON_BYTES),),
          why="one token, then SSE ': ping' comments / NDJSON blank lines every 200 ms forever"),
     Case("ping_only", _ping_only, IdleTimeout, timeouts=NO_FIRST_OR_TOTAL,
-         xfail=(("*", IDLE_ON_BYTES + "; with first_token and total off nothing ends a ping-only stream"),),
          why="keep-alive only, first_token and total off: the idle timeout alone must end it"),
     Case("giant_line", _giant_line, MalformedStreamError, partial=PARTIAL, rss_limit=GIANT_LINE_BYTES,
          says_size=True,
          why=f"one token, then a {GIANT_LINE_BYTES // MB} MB line that never ends"),
     Case("comment_flood", _comment_flood, (IdleTimeout, MalformedStreamError), partial=PARTIAL,
          protocols=("openai",), rss_limit=16 * MB,
-         xfail=(("*", IDLE_ON_BYTES + "; comment lines with no blank line are buffered without a cap"),),
          why="one token, then SSE comment lines never followed by a blank line, ~3 MB/s"),
     Case("ollama_content_5", _bad_json(b'{"message":{"content":5},"done":false}\n'), MalformedStreamError,
          partial=PARTIAL, protocols=("ollama",), says=("content",),
@@ -465,10 +460,8 @@ CASES: tuple[Case, ...] = (
     Case("bad_utf8", _bad_utf8, MalformedStreamError, partial=PARTIAL,
          why="a chunk whose text is not UTF-8"),
     Case("html_login_200", _html_login, (StreamError, StatusError), says=("html",),
-         xfail=(("*", "Content-Type is never checked; an HTML page is not named as such"),),
          why="HTTP 200 with Content-Type text/html: a login page"),
     Case("gzip_stream", _gzip, None,
-         xfail=(("*", "gzip is advertised (Accept-Encoding) but the streaming path reads raw bytes"),),
          why="a whole valid stream sent with Content-Encoding: gzip"),
     Case("slowloris_headers", _slowloris, WbTimeoutError, deadline="first_token", parser_modes=(True,),
          why="the status line, then one header byte per second"),

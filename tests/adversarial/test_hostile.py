@@ -102,7 +102,6 @@ def _advertised(protocol: Protocol) -> list[str]:
 
 
 @pytest.mark.parametrize("protocol", ["ollama", "openai"])
-@pytest.mark.xfail(strict=True, reason="issue 11: gzip/deflate/zstd are advertised but not decoded on the stream")
 def test_every_advertised_encoding_is_decoded(protocol: Protocol) -> None:
     offered = [e for e in _advertised(protocol) if e not in ("identity", "*")]
     if not offered:

@@ -150,7 +150,7 @@ def test_single_flight_16_threads_one_server_request(sim: Simulator) -> None:
             s = client.stream(r)
             texts = [e.text for e in s if isinstance(e, TextDelta)]
             with lock:
-                out.append((s.result.cache, s.run.role, texts))  # type: ignore[attr-defined]
+                out.append((s.result.cache, s.role, texts))
 
         before = served(sim)
         threads = [threading.Thread(target=worker) for _ in range(16)]

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 
-from workbench.cache.cache_demo import DEMO_PROMPTS, cache_demo
+from workbench.demos.cache_hits import DEMO_PROMPTS, cache_demo
 from workbench.simulator import Profile, Simulator
 
 

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from workbench._exceptions import CancelledError, TruncatedStreamError
-from workbench._types import DoneEvent, Request, StreamEvent, StreamResult, TextDelta, Usage, UsageEvent
-from workbench.cache import ResponseCache
-from workbench.cache._run import AsyncCacheHook, CacheHook
-from workbench.metrics.recorder import Recorder
+from workbench._types import (
+    DoneEvent,
+    ProtocolName,
+    Request,
+    StreamEvent,
+    StreamResult,
+    TextDelta,
+    Usage,
+    UsageEvent,
+)
+from workbench.cache import CacheGate, ResponseCache
+from workbench.stream import AsyncStream, EngineSpec, Starter, Stream, StreamEngine
 
 
 class Scripted:
-    """A live stream made of chunks with gaps; `fail_after` raises TruncatedStreamError with the partial result."""
+    """A live source made of chunks with gaps; `fail_after` raises TruncatedStreamError after that many."""
 
     calls = 0
     lock = threading.Lock()
@@ -39,48 +48,43 @@ class Scripted:
             fail_after,
             gate,
         )
-        self.rec = Recorder(request, backend="sim", protocol="ollama")
-        self._result: StreamResult | None = None
-        self.cancelled = False
+        self._i = 0
 
-    def _events(self) -> Iterator[StreamEvent | None]:
-        self.rec.sent()
+    def open(self, engine: StreamEngine) -> None:
+        engine.sent()
         if self.gate is not None:
             self.gate.wait(10)
-        for i, c in enumerate(self.chunks):
+
+    def read(self) -> list[StreamEvent] | None:
+        i = self._i
+        self._i += 1
+        if i < len(self.chunks):
             if self.fail_after is not None and i == self.fail_after:
-                yield None
-                return
+                raise TruncatedStreamError("connection closed mid-stream")
             time.sleep(self.gap_s)
+            return [TextDelta(self.chunks[i], time.perf_counter_ns())]
+        if i == len(self.chunks):
             t = time.perf_counter_ns()
-            self.rec.received(len(c), t)
-            yield TextDelta(c, t)
-        yield UsageEvent(Usage(3, len(self.chunks)), time.perf_counter_ns())
-        yield DoneEvent("stop", {}, time.perf_counter_ns())
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        for ev in self._events():
-            if ev is None:
-                res = self.rec.finish("error", error=TruncatedStreamError("cut"))
-                self._result = res
-                raise TruncatedStreamError("connection closed mid-stream", result=res)
-            self.rec.event(ev)
-            yield ev
-            if self.cancelled:
-                self._result = self.rec.finish("cancelled", error=CancelledError("stop"))
-                return
-        self._result = self.rec.finish("ok")
-
-    @property
-    def result(self) -> StreamResult:
-        assert self._result is not None
-        return self._result
-
-    def cancel(self) -> None:
-        self.cancelled = True
+            return [UsageEvent(Usage(3, len(self.chunks)), t), DoneEvent("stop", {}, t)]
+        return None
 
     def close(self) -> None:
         pass
+
+
+class Hook:
+    """The cache's gate and a live source, driven by the stream drivers as the client drives them."""
+
+    def __init__(self, cache: ResponseCache, *, backend: str, protocol: ProtocolName) -> None:
+        self.gate = CacheGate(cache, identity=backend)
+        self.flights = self.gate.flights
+        self.spec = EngineSpec(backend=backend, url=backend, protocol=protocol)
+
+    def open(self, request: Request, live: Callable[[], object]) -> Stream:
+        return Stream(request, Starter(request, self.spec, live, gate=self.gate))
+
+    def aopen(self, request: Request, live: Callable[[], object]) -> AsyncStream:
+        return AsyncStream(request, Starter(request, self.spec, live, gate=self.gate))
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +97,7 @@ def req(p: str = "q") -> Request:
 
 
 def test_miss_then_exact_hit_with_the_same_chunks() -> None:
-    hook = CacheHook(ResponseCache(), backend="sim", protocol="ollama")
+    hook = Hook(ResponseCache(), backend="sim", protocol="ollama")
     s1 = hook.open(req(), lambda: Scripted(req(), ["a", "b", "c"], gap_s=0.003))
     ev1 = list(s1)
     assert s1.result.cache == "miss" and s1.role == "leader"
@@ -111,7 +115,7 @@ def test_miss_then_exact_hit_with_the_same_chunks() -> None:
 
 def test_failed_stream_is_not_stored_and_result_marked() -> None:
     cache = ResponseCache()
-    hook = CacheHook(cache, backend="sim", protocol="ollama")
+    hook = Hook(cache, backend="sim", protocol="ollama")
     s = hook.open(req(), lambda: Scripted(req(), ["a", "b", "c"], fail_after=2))
     with pytest.raises(TruncatedStreamError) as ei:
         list(s)
@@ -124,16 +128,17 @@ def test_failed_stream_is_not_stored_and_result_marked() -> None:
 
 def test_cancelled_stream_is_not_stored() -> None:
     cache = ResponseCache()
-    hook = CacheHook(cache, backend="sim", protocol="ollama")
+    hook = Hook(cache, backend="sim", protocol="ollama")
     s = hook.open(req(), lambda: Scripted(req(), ["a", "b", "c"]))
-    for _ in s:
-        s.cancel()
+    with contextlib.suppress(CancelledError):  # a stopped stream raises CancelledError, as the client's do
+        for _ in s:
+            s.cancel()
     assert s.result.status == "cancelled" and len(cache.memory) == 0
 
 
 def test_bypass_policy() -> None:
     cache = ResponseCache()
-    hook = CacheHook(cache, backend="sim", protocol="ollama")
+    hook = Hook(cache, backend="sim", protocol="ollama")
     hot = Request.chat("sim-small", "q", temperature=0.9)
     for _ in range(2):
         s = hook.open(hot, lambda: Scripted(hot, ["a"]))
@@ -144,7 +149,7 @@ def test_bypass_policy() -> None:
 
 def test_single_flight_16_threads_one_backend_call_live_events() -> None:
     cache = ResponseCache()
-    hook = CacheHook(cache, backend="sim", protocol="ollama")
+    hook = Hook(cache, backend="sim", protocol="ollama")
     gate = threading.Event()
     barrier = threading.Barrier(16)
     out: dict[int, tuple[list[str], StreamResult, str]] = {}
@@ -177,7 +182,7 @@ def test_single_flight_16_threads_one_backend_call_live_events() -> None:
 
 
 def test_single_flight_leader_failure_reaches_followers() -> None:
-    hook = CacheHook(ResponseCache(), backend="sim", protocol="ollama")
+    hook = Hook(ResponseCache(), backend="sim", protocol="ollama")
     gate = threading.Event()
     errors: list[BaseException] = []
 
@@ -202,28 +207,24 @@ def test_single_flight_leader_failure_reaches_followers() -> None:
     assert all(e.result is not None and e.result.text == "xy" for e in errors)  # type: ignore[attr-defined]
 
 
-class AsyncScripted:
+class AsyncScripted(Scripted):
+    """The async face of `Scripted`: the same chunks, with `asyncio.sleep` gaps."""
+
     calls = 0
 
     def __init__(self, request: Request, chunks: list[str], gap_s: float = 0.0) -> None:
         AsyncScripted.calls += 1
-        self.inner = Scripted(request, chunks, gap_s=0)
-        self.gap_s = gap_s
+        super().__init__(request, chunks, gap_s=0)
+        self.async_gap_s = gap_s
 
-    async def _gen(self) -> AsyncIterator[StreamEvent]:
-        for ev in self.inner:
-            await asyncio.sleep(self.gap_s)
-            yield ev
+    async def aopen(self, engine: StreamEngine) -> None:
+        self.open(engine)
 
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._gen()
-
-    @property
-    def result(self) -> StreamResult:
-        return self.inner.result
-
-    def cancel(self) -> None:
-        self.inner.cancel()
+    async def aread(self) -> list[StreamEvent] | None:
+        got = self.read()
+        if got is not None:
+            await asyncio.sleep(self.async_gap_s)
+        return got
 
     async def aclose(self) -> None:
         pass
@@ -231,11 +232,11 @@ class AsyncScripted:
 
 async def test_async_hook_single_flight_and_hit() -> None:
     AsyncScripted.calls = 0
-    hook = AsyncCacheHook(ResponseCache(), backend="sim", protocol="openai")
+    hook = Hook(ResponseCache(), backend="sim", protocol="openai")
 
     async def one() -> tuple[list[str], StreamResult]:
         r = req("async")
-        async with hook.open(r, lambda: AsyncScripted(r, ["p", "q"], gap_s=0.01)) as s:
+        async with hook.aopen(r, lambda: AsyncScripted(r, ["p", "q"], gap_s=0.01)) as s:
             texts = [e.text async for e in s if isinstance(e, TextDelta)]
         return texts, s.result
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from workbench._exceptions import IdleTimeout, StatusError
-from workbench.cache.singleflight import AsyncSingleFlight, Flight, FlightCancelled, SingleFlight
+from workbench.cache.singleflight import Flight, FlightCancelled, SingleFlight
 
 
 def test_16_threads_make_exactly_one_backend_call_and_all_get_the_stream() -> None:
@@ -159,7 +159,7 @@ def test_follower_idle_timeout() -> None:
 
 
 async def test_async_flight_followers_get_events_live() -> None:
-    sf: AsyncSingleFlight[str] = AsyncSingleFlight()
+    sf: SingleFlight[str] = SingleFlight()
     leader, flight = sf.join("k")
     assert leader
     outs: list[list[str]] = []
@@ -167,14 +167,14 @@ async def test_async_flight_followers_get_events_live() -> None:
     async def follow() -> None:
         is_leader, f = sf.join("k")
         assert not is_leader
-        outs.append([ev async for ev in f.follow(idle_timeout=5)])
+        outs.append([ev async for ev in f.afollow(idle_timeout=5)])
 
     tasks = [asyncio.create_task(follow()) for _ in range(8)]
     await asyncio.sleep(0)
     for i in range(3):
-        await flight.publish(f"c{i}")
+        flight.publish(f"c{i}")
         await asyncio.sleep(0.001)
-    await flight.finish()
+    flight.finish()
     sf.leave("k", flight)
     await asyncio.gather(*tasks)
     assert outs == [["c0", "c1", "c2"]] * 8

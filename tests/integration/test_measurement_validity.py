@@ -31,9 +31,10 @@ import pytest
 from _system import in_ci
 
 from workbench import Backend, Optimizations, Request, StreamResult
-from workbench.client import AsyncClient, Client, _shared
+from workbench.client import AsyncClient, Client
 from workbench.metrics import chunks_frame, itl_frame, summarize, to_frame
 from workbench.simulator import ProcessSimulator, Profile
+from workbench.stream import engine as stream_engine
 
 pytestmark = pytest.mark.timing
 T = TypeVar("T")
@@ -305,7 +306,7 @@ def test_a_client_stamping_3_ms_late_fails(sim: ProcessSimulator, kind: str, mon
     """The bars must catch a client that stamps late: with every arrival stamp moved 3 ms later (the client's
     test-only hook), the check fails, and on the relative bars, which hold on any machine. The late stamps
     stay after the emit, so only the bars can catch them."""
-    monkeypatch.setattr(_shared, "_TEST_ONLY_STAMP_DELAY_NS", 3 * MS)
+    monkeypatch.setattr(stream_engine, "_TEST_ONLY_STAMP_DELAY_NS", 3 * MS)
     failed, notes = _run_check(sim, *_case(sim, kind), attempts=3)
     print("timing, 3 ms late:", "; ".join(notes))
     # p50 is the bar that catches it in every round: a median over ~800 chunks moves with the late stamp, and

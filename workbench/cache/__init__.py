@@ -47,6 +47,7 @@ Every result carries ``cache`` (``off | miss | exact | semantic | bypass``), ``c
 ``ResponseCache.events_frame()`` (polars), from lock-free per-thread counters (`workbench.cache.counters`).
 """
 
+from workbench.cache._gate import CacheGate, FollowerSource, follower_timeout
 from workbench.cache.counters import CacheTierWarning, Counters, EventLog
 from workbench.cache.disk import DiskTier, RepairReport
 from workbench.cache.entry import CacheEntry, storable
@@ -61,33 +62,35 @@ from workbench.cache.key import (
     request_key,
 )
 from workbench.cache.redis import RedisTier, RedisUnavailableWarning
-from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
-from workbench.cache.singleflight import AsyncSingleFlight, SingleFlight
+from workbench.cache.replay import AsyncReplay, Replay, ReplaySource
+from workbench.cache.singleflight import SingleFlight
 from workbench.cache.tiers import CacheHit, ResponseCache, SemanticLike, SemanticMatchLike
 
 __all__ = [
     "KEY_FIELDS",
     "KEY_VERSION",
     "AsyncReplay",
-    "AsyncSingleFlight",
     "CacheEntry",
+    "CacheGate",
     "CacheHit",
     "CacheTierWarning",
     "Counters",
     "DiskTier",
     "EventLog",
     "ExactTier",
+    "FollowerSource",
     "RedisTier",
     "RedisUnavailableWarning",
     "RepairReport",
     "Replay",
-    "ReplayCore",
+    "ReplaySource",
     "ResponseCache",
     "SemanticLike",
     "SemanticMatchLike",
     "SingleFlight",
     "TemperaturePolicy",
     "backend_identity",
+    "follower_timeout",
     "is_sampled",
     "partition_key",
     "request_key",

@@ -20,6 +20,7 @@ which the leader has just filled (it stores before it finishes the flight).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Generic, Literal, TypeVar
@@ -27,7 +28,7 @@ from typing import Generic, Literal, TypeVar
 from workbench._exceptions import IdleTimeout
 from workbench.cache.counters import Counters
 
-__all__ = ["AsyncFlight", "AsyncSingleFlight", "Flight", "FlightCancelled", "SingleFlight", "clone_error"]
+__all__ = ["Flight", "FlightCancelled", "SingleFlight", "clone_error"]
 
 E = TypeVar("E")
 State = Literal["running", "ok", "error", "cancelled"]
@@ -51,113 +52,115 @@ def clone_error(exc: BaseException) -> BaseException:
     return new
 
 
-class _FlightBase(Generic[E]):
+class Flight(Generic[E]):
+    """One upstream call in progress. The leader publishes (never blocks); followers wait, on a thread
+    (`follow`) or in an event loop (`afollow`): one flight serves both, so the sync and async clients
+    share one registry and one set of rules."""
+
     def __init__(self) -> None:
         self.events: list[E] = []
         self.state: State = "running"
         self.error: BaseException | None = None
         self.result: object = None
         self.followers = 0
-
-    def _ready(self, seen: int) -> Callable[[], bool]:
-        """Predicate: an event past `seen` arrived, or the flight ended."""
-        return lambda: seen < len(self.events) or self.state != "running"
-
-
-class Flight(_FlightBase[E]):
-    """One upstream call in progress (threads)."""
-
-    def __init__(self) -> None:
-        super().__init__()
         self._cond = threading.Condition()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def _changed(self) -> None:
+        # under self._cond: wake thread followers, and the futures async followers wait on (from any thread)
+        self._cond.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_resolve, fut)
 
     def publish(self, event: E) -> None:
         with self._cond:
             self.events.append(event)
-            self._cond.notify_all()
+            self._changed()
 
     def finish(self, result: object = None) -> None:
         with self._cond:
             if self.state == "running":
                 self.state, self.result = "ok", result
-            self._cond.notify_all()
+            self._changed()
 
     def fail(self, error: BaseException, *, cancelled: bool = False) -> None:
         with self._cond:
             if self.state == "running":
                 self.state, self.error = ("cancelled" if cancelled else "error"), error
-            self._cond.notify_all()
+            self._changed()
+
+    def take(self, seen: int) -> tuple[list[E], bool]:
+        """(events past `seen`, whether the flight ended and nothing more will come)."""
+        with self._cond:
+            batch = self.events[seen:]
+            return batch, self.state != "running"
+
+    def wait(self, seen: int, timeout: float | None) -> None:
+        """Block until an event past `seen` arrives or the flight ends; IdleTimeout after `timeout` s."""
+        with self._cond:
+            if not self._cond.wait_for(self._ready(seen), timeout=timeout):
+                raise _idle(timeout)
+
+    async def await_(self, seen: int, timeout: float | None) -> None:
+        """The event-loop form of `wait`."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._ready(seen)():
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except builtins.TimeoutError:
+            raise _idle(timeout) from None
+
+    def _ready(self, seen: int) -> Callable[[], bool]:
+        """Predicate: an event past `seen` arrived, or the flight ended."""
+        return lambda: seen < len(self.events) or self.state != "running"
 
     def follow(self, *, idle_timeout: float | None = None) -> Iterator[E]:
         """Every event (past and future) until the flight ends; then raise if it failed."""
         i = 0
         while True:
-            with self._cond:
-                if i >= len(self.events) and self.state == "running":
-                    if not self._cond.wait_for(self._ready(i), timeout=idle_timeout):
-                        raise IdleTimeout(
-                            f"no event from the shared upstream stream for {idle_timeout} s",
-                            hint="the request that started it is stalled; retry or raise Timeouts.idle",
-                        )
-                batch = self.events[i:]
-                state = self.state
+            batch, ended = self.take(i)
+            if not batch and not ended:
+                self.wait(i, idle_timeout)
+                continue
             i += len(batch)
             yield from batch
-            if state != "running" and i >= len(self.events):
+            if ended:
                 break
         _raise_outcome(self, i)
 
-
-class AsyncFlight(_FlightBase[E]):
-    """One upstream call in progress (one event loop)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cond = asyncio.Condition()
-
-    async def publish(self, event: E) -> None:
-        async with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    async def finish(self, result: object = None) -> None:
-        async with self._cond:
-            if self.state == "running":
-                self.state, self.result = "ok", result
-            self._cond.notify_all()
-
-    async def fail(self, error: BaseException, *, cancelled: bool = False) -> None:
-        async with self._cond:
-            if self.state == "running":
-                self.state, self.error = ("cancelled" if cancelled else "error"), error
-            self._cond.notify_all()
-
-    async def follow(self, *, idle_timeout: float | None = None) -> AsyncIterator[E]:
+    async def afollow(self, *, idle_timeout: float | None = None) -> AsyncIterator[E]:
         i = 0
         while True:
-            async with self._cond:
-                if i >= len(self.events) and self.state == "running":
-                    try:
-                        await asyncio.wait_for(
-                            self._cond.wait_for(self._ready(i)),
-                            idle_timeout,
-                        )
-                    except TimeoutError:
-                        raise IdleTimeout(
-                            f"no event from the shared upstream stream for {idle_timeout} s",
-                            hint="the request that started it is stalled; retry or raise Timeouts.idle",
-                        ) from None
-                batch = self.events[i:]
-                state = self.state
+            batch, ended = self.take(i)
+            if not batch and not ended:
+                await self.await_(i, idle_timeout)
+                continue
             i += len(batch)
             for ev in batch:  # an async generator has no `yield from`
                 yield ev
-            if state != "running" and i >= len(self.events):
+            if ended:
                 break
         _raise_outcome(self, i)
 
 
-def _raise_outcome(flight: _FlightBase[E], received: int) -> None:
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _idle(timeout: float | None) -> IdleTimeout:
+    return IdleTimeout(
+        f"no event from the shared upstream stream for {timeout} s",
+        hint="the request that started it is stalled; retry or raise Timeouts.idle",
+    )
+
+
+def _raise_outcome(flight: Flight[E], received: int) -> None:
     if flight.state == "error" and flight.error is not None:
         raise clone_error(flight.error)
     if flight.state == "cancelled":
@@ -165,7 +168,7 @@ def _raise_outcome(flight: _FlightBase[E], received: int) -> None:
 
 
 class SingleFlight(Generic[E]):
-    """Registry of open flights by key (threads). Counts leaders and followers."""
+    """Registry of open flights by key, for threads and event loops alike. Counts leaders and followers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -225,28 +228,3 @@ class SingleFlight(Generic[E]):
                 if received:
                     raise
                 # nothing seen yet: retry, possibly as the new leader
-
-
-class AsyncSingleFlight(Generic[E]):
-    """The asyncio twin of `SingleFlight` (one event loop; the registry itself needs no lock)."""
-
-    def __init__(self) -> None:
-        self._flights: dict[str, AsyncFlight[E]] = {}
-        self.counters = Counters(("leaders", "followers"))
-
-    def join(self, key: str) -> tuple[bool, AsyncFlight[E]]:
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = self._flights[key] = AsyncFlight()
-            self.counters.incr("leaders")
-            return True, flight
-        flight.followers += 1
-        self.counters.incr("followers")
-        return False, flight
-
-    def leave(self, key: str, flight: AsyncFlight[E]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-
-    def __len__(self) -> int:
-        return len(self._flights)

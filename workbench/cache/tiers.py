@@ -42,7 +42,7 @@ from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
 from workbench.cache.key import TemperaturePolicy, is_sampled, partition_key, request_key
 from workbench.cache.redis import RedisTier
-from workbench.cache.replay import AsyncReplay, Replay, ReplayCore
+from workbench.cache.replay import AsyncReplay, Replay, ReplaySource
 from workbench.optimizations import Optimizations
 
 __all__ = ["CacheHit", "ResponseCache", "SemanticLike", "SemanticMatchLike"]
@@ -355,24 +355,13 @@ class ResponseCache:
 
     # ---- replay ----
 
-    def _core(
-        self,
-        hit: CacheHit,
-        request: Request,
-        timing: bool | None,
-        backend: str | None,
-        optimizations: Mapping[str, Any] | None,
-        sent_ns: int | None = None,
-    ) -> ReplayCore:
-        return ReplayCore(
+    def _source(self, hit: CacheHit, timing: bool | None, sent_ns: int | None) -> ReplaySource:
+        return ReplaySource(
             hit.entry,
-            request,
             kind=hit.kind,
             similarity=hit.similarity,
             matched_prompt=hit.matched_prompt,
             timing=self.replay_timing if timing is None else timing,
-            backend=backend,
-            optimizations=optimizations,
             sent_ns=sent_ns,
         )
 
@@ -391,7 +380,8 @@ class ResponseCache:
         `sent_ns` (perf_counter_ns) is the request's send stamp; pass the moment before `lookup` so the
         hit's TTFT includes the lookup. Default: when the replay starts.
         """
-        return Replay(self._core(hit, request, timing, backend, optimizations, sent_ns))
+        source = self._source(hit, timing, sent_ns)
+        return Replay(source, request, backend=backend, optimizations=optimizations)
 
     def areplay(
         self,
@@ -403,7 +393,9 @@ class ResponseCache:
         optimizations: Mapping[str, Any] | None = None,
         sent_ns: int | None = None,
     ) -> AsyncReplay:
-        return AsyncReplay(self._core(hit, request, timing, backend, optimizations, sent_ns))
+        return AsyncReplay(
+            self._source(hit, timing, sent_ns), request, backend=backend, optimizations=optimizations
+        )
 
     # ---- statistics ----
 

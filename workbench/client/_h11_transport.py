@@ -362,7 +362,10 @@ def _next_event(h: h11.Connection, request: httpx.Request) -> Any:
 
 async def _read(conn: _Conn, request: httpx.Request, timeout_s: float | None) -> bytes:
     try:
-        return await _within(conn.reader.read(_READ_SIZE), timeout_s)
+        if timeout_s is None:  # the workbench client's case: its own deadlines bound the stream
+            return await conn.reader.read(_READ_SIZE)
+        async with asyncio.timeout(timeout_s):
+            return await conn.reader.read(_READ_SIZE)
     except builtins.TimeoutError:
         raise httpx.ReadTimeout("no data from the server within the read timeout", request=request) from None
     except OSError as exc:
@@ -385,8 +388,8 @@ def _framing(request: httpx.Request, event: h11.Response) -> tuple[str, int]:
 
 def _keep_alive(request: httpx.Request, event: h11.Response) -> bool:
     """HTTP/1.1 keep-alive unless either side said `Connection: close` (h11's own rule)."""
-    for value in request.headers.get_list("connection"):
-        if "close" in value.lower():
+    for name, value in request.headers.raw:
+        if name.lower() == b"connection" and b"close" in value.lower():
             return False
     return not any(name == b"connection" and b"close" in value.lower() for name, value in event.headers)
 
@@ -509,6 +512,7 @@ class _LengthBody(_BodyBase):
 
 
 _SIZE, _DATA, _CRLF, _TRAILER, _DONE = range(5)
+_HEX = b"0123456789abcdefABCDEF"
 _MAX_LINE = 64 * 1024
 
 
@@ -533,6 +537,20 @@ class _ChunkedBody(_BodyBase):
         self._keep = keep_alive
 
     async def _next(self, conn: _Conn) -> bytes:
+        if self._state == _SIZE and not self._buf:
+            # the usual read on a token stream: exactly one whole chunk, taken without buffering
+            data = await _read(conn, self._request, self._timeout_s)
+            eol = data.find(b"\r\n")
+            if eol > 0:
+                start = eol + 2
+                end = len(data) - 2
+                head = data[:eol]
+                if end > start and data[end:] == b"\r\n" and not head.strip(_HEX):
+                    if int(head, 16) == end - start:
+                        return data[start:end]
+            if not data:
+                raise self._truncated("incomplete chunked read")
+            self._buf += data  # anything else: the general decoder below
         while True:
             out = self._decode()
             if self._state == _DONE:
@@ -582,7 +600,7 @@ class _ChunkedBody(_BodyBase):
                         break
                     continue  # trailer fields are not kept (httpx's own transport drops them too)
                 size_text = line.split(b";", 1)[0].strip()
-                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                if not size_text or size_text.strip(_HEX):
                     raise httpx.RemoteProtocolError(
                         f"bad chunk size line {line[:40]!r}", request=self._request
                     )

@@ -1,58 +1,57 @@
-"""I/O-free logic shared by the sync and async clients: URLs, headers, deadlines, one stream's state,
-and the ONE place where httpx errors become workbench errors.
+"""I/O-free logic shared by the sync and async clients: their common base (toggles into parts, the
+engine spec, the request to send), URLs, headers, probes, and the ONE place where httpx errors become
+workbench errors (`map_error`, used by the network sources).
 """
 
 from __future__ import annotations
 
-import os
 import ssl
+import threading
 import time
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import orjson
 
+from workbench import variant
 from workbench._exceptions import (
     EXCERPT_CHARS,
-    CancelledError,
     ConfigError,
     ConnectError,
     ConnectTimeout,
-    FirstTokenTimeout,
     IdleTimeout,
     StatusError,
-    StreamError,
-    TimeoutError,
-    TotalTimeout,
     TransportError,
     TruncatedStreamError,
     WorkbenchError,
     http_status_error,
 )
-from workbench._types import (
-    Backend,
-    ProtocolName,
-    Request,
-    Status,
-    StreamEvent,
-    StreamResult,
-    TextDelta,
-    Timeouts,
-)
-from workbench.metrics.recorder import Recorder
+from workbench._types import Backend, ProtocolName, Request, Timeouts
+from workbench.cache import CacheGate, ResponseCache, backend_identity, follower_timeout
+from workbench.client._trace import ConnectionTrace
 from workbench.optimizations import Optimizations
-from workbench.protocols import Parser, make_parser, parse_completion, parse_error_body
+from workbench.protocols import (
+    ACCEPT_ENCODING,
+    DEFAULT_MAX_EVENT_BYTES,
+    ContentDecoder,
+    build_request,
+    check_content_type,
+    decoder_for,
+    parse_error_body,
+)
+from workbench.stream import EngineSpec, Starter, StreamEngine
 
 __all__ = [
     "ERROR_BODY_LIMIT",
     "MODEL_PATHS",
     "PROBES",
+    "ClientBase",
     "Phase",
-    "StreamCore",
+    "Probe",
+    "SourceBase",
     "as_backend",
     "base_url",
-    "detect_error",
     "httpx_timeout",
     "map_error",
     "models_from_response",
@@ -61,6 +60,7 @@ __all__ = [
     "pool_limits",
     "probe_result",
     "request_headers",
+    "response_error",
     "ssl_context",
     "status_error",
     "url_for",
@@ -68,13 +68,6 @@ __all__ = [
 
 ERROR_BODY_LIMIT = 64 * 1024
 Phase = Literal["connect", "response", "body"]
-
-# Test-only: added to every arrival stamp, so the timing checks
-# (tests/integration/test_measurement_validity.py) can prove they fail a client that stamps late. They set
-# it directly, or a whole run sets the environment variable:
-# `WORKBENCH_TEST_ONLY_STAMP_DELAY_MS=3 pytest -m timing` must fail.
-# 0 otherwise: one global load and test per network read, nothing more.
-_TEST_ONLY_STAMP_DELAY_NS = round(float(os.environ.get("WORKBENCH_TEST_ONLY_STAMP_DELAY_MS") or 0) * 1e6)
 
 
 def as_backend(backend: Backend | str) -> Backend:
@@ -95,7 +88,11 @@ def url_for(backend: Backend, path: str) -> str:
 def request_headers(
     backend: Backend, request_id: str | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Accept-Encoding": ACCEPT_ENCODING,  # what `decoder_for` decodes (httpx would add br if installed)
+        "Content-Type": "application/json",
+    }
     if request_id:
         headers["X-Request-Id"] = request_id
     if extra:
@@ -196,12 +193,39 @@ def pick_model(names: list[str]) -> str:
     return next((n for n in names if "embed" not in n.lower()), names[0])
 
 
-def detect_error(backend: Backend, seen: list[str]) -> ConfigError:
-    return ConfigError(
-        f"could not tell which protocol {base_url(backend)} speaks ({'; '.join(seen)})",
-        hint="check the URL (the server root), or name the protocol: --protocol openai or ollama "
-        "(Backend(url, protocol='openai'))",
-    )
+class Probe:
+    """Protocol detection without I/O (GET /api/version, then /v1/models, or the other way round for a
+    `/v1` URL): `path` is the next GET (None once decided), `answer(...)` takes its response or error."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._probes = list(PROBES[::-1] if backend.url.rstrip("/").endswith("/v1") else PROBES)
+        self._seen: list[str] = []
+        self._found: ProtocolName | None = None
+
+    @property
+    def path(self) -> str | None:
+        return None if self._found is not None or not self._probes else self._probes[0][1]
+
+    def answer(self, got: httpx.Response | WorkbenchError) -> None:
+        proto, path = self._probes.pop(0)
+        if isinstance(got, ConnectError | ConnectTimeout):
+            raise got  # the server is down: no other probe can tell more
+        if isinstance(got, WorkbenchError):  # a probe that fails says "not this protocol"
+            self._seen.append(f"GET {path}: {got.message}")
+        elif probe_result(proto, got.status_code, got.content):
+            self._found = proto
+        else:
+            self._seen.append(f"GET {path} -> HTTP {got.status_code}")
+
+    def result(self) -> ProtocolName:
+        if self._found is None:
+            raise ConfigError(
+                f"could not tell which protocol {base_url(self.backend)} speaks ({'; '.join(self._seen)})",
+                hint="check the URL (the server root), or name the protocol: --protocol openai or ollama "
+                "(Backend(url, protocol='openai'))",
+            )
+        return self._found
 
 
 # ---- the error boundary ----
@@ -257,191 +281,160 @@ def status_error(
     )
 
 
-# ---- one stream's I/O-free state ----
+# ---- what both clients share ----
 
 
-class StreamCore:
-    """Recorder, parser, deadlines, cancel state and after-stop accounting for one request.
-
-    The I/O twins call: `stamp_sent()`, `connected(...)`, `on_data(data, t_ns)` per network read (stamped
-    before this call), `on_eof(t_ns)`, and `interruption(now_ns)` to learn whether a deadline passed or
-    an early cancel wants the connection closed. `cancel()` may be called from any thread.
-    """
+class ClientBase:
+    """What both clients share; toggles become parts in `workbench.variant.build` only."""
 
     def __init__(
         self,
-        request: Request,
+        backend: Backend | str,
         *,
-        backend: Backend,
-        protocol: ProtocolName,
-        optimizations: Optimizations,
-        timeouts: Timeouts,
-        streaming: bool = True,
+        optimizations: Optimizations | None = None,
+        timeouts: Timeouts | None = None,
+        transport: Any = None,
+        headers: Mapping[str, str] | None = None,
+        cache: ResponseCache | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
-        self.request = request
-        self.streaming = streaming
-        self._body = bytearray()
-        self.protocol: ProtocolName = protocol
-        self.url = base_url(backend)
-        self.timeouts = timeouts
-        self.early_cancel = optimizations.early_cancel
-        self.rec = Recorder(
-            request, backend=backend.label, protocol=protocol, optimizations=optimizations.as_dict()
+        self.backend = as_backend(backend)
+        self.max_event_bytes = max_event_bytes
+        self.optimizations = optimizations if optimizations is not None else Optimizations()
+        self.timeouts = timeouts if timeouts is not None else Timeouts()
+        self._transport = transport  # a caller's transport is never closed by us: it may be shared
+        self._headers = dict(headers or {})
+        self._protocol: ProtocolName | None = (
+            None if self.backend.protocol == "auto" else self.backend.protocol
         )
-        self.parser: Parser = make_parser(protocol, fast=optimizations.fast_parse)
-        self.sent_ns = 0
-        self.last_read_ns = 0
-        self.body_started = False
-        self.got_text = False
-        self.cancel_ns: int | None = None
-        self.pending_error: StreamError | None = None
-        self.after_stop = {"chunks": 0, "chars": 0, "bytes": 0}
-        self.result: StreamResult | None = None
+        self._http: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self.parts = variant.build(self.optimizations, cache=cache)
+        # `cache` (or a cache toggle): a ResponseCache answers repeats by replay, through its gate
+        self.cache = self.parts.cache
+        self._gate: CacheGate | None = None
+        if self.cache is not None:
+            # keys name the server by its normalised URL (+ a credential hash when the cache asks)
+            identity = backend_identity(
+                self.backend, credential=self.cache.key_by_credential, headers=self._headers
+            )
+            self._gate = CacheGate(
+                self.cache, identity=identity, follower_timeout=follower_timeout(self.timeouts)
+            )
 
-    # -- lifecycle --
+    def __repr__(self) -> str:
+        proto = self._protocol or "auto"
+        opts = self.optimizations.label()
+        return f"{type(self).__name__}({self.backend.url!r}, protocol={proto!r}, optimizations={opts!r})"
 
-    def stamp_sent(self) -> None:
-        self.sent_ns = self.rec.sent()
-        self.last_read_ns = self.sent_ns
+    def _new_http(self) -> Any:
+        raise NotImplementedError
 
-    def connected(self, *, connect_ms: float, reused: bool, http_version: str) -> None:
-        self.rec.connection(connect_ms=connect_ms, reused=reused, http_version=http_version)
+    def _acquire(self) -> tuple[Any, bool]:
+        """(httpx client, owned): the pooled one (`connection_pool`), or a new one the caller must close."""
+        if self._closed:
+            name = type(self).__name__
+            raise ConfigError(f"this {name} is closed", hint=f"create a new {name}")
+        if not self.parts.transport.pooled:
+            return self._new_http(), self._transport is None
+        with self._lock:
+            if self._http is None:
+                self._http = self._new_http()
+            return self._http, False
 
-    def cancel(self) -> bool:
-        """Thread-safe (one attribute store under the GIL). True if this call made the stop.
+    def _starter(self, request: Request, live: Any, streaming: bool) -> Starter:
+        t = self.parts.transport
+        spec = EngineSpec(
+            backend=self.backend.label,
+            url=base_url(self.backend),
+            protocol=self._protocol,
+            optimizations=self.optimizations.as_dict(),
+            timeouts=self.timeouts,
+            early_cancel=t.early_cancel,
+            fast_parse=t.fast_parse,
+            max_event_bytes=self.max_event_bytes,
+        )
+        return Starter(request, spec, live, gate=self._gate, streaming=streaming)
 
-        A stream whose protocol end marker already arrived has nothing left to stop.
-        """
-        if self.cancel_ns is not None or self.result is not None or self.parser.done:
-            return False
-        self.cancel_ns = time.perf_counter_ns()
-        return True
+    def _get_args(self, path: str, timeout: float) -> tuple[str, dict[str, str], httpx.Timeout]:
+        """url, headers, timeout of a GET (protocol probe, model list)."""
+        headers = request_headers(self.backend, None, self._headers)
+        return url_for(self.backend, path), headers, httpx.Timeout(timeout, connect=self.timeouts.connect)
 
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_ns is not None
 
-    # -- data --
+class SourceBase:
+    """What the sync and async network sources share: the request to send, the answer's check, errors."""
 
-    def on_data(self, data: bytes, t_ns: int) -> list[StreamEvent]:
-        if _TEST_ONLY_STAMP_DELAY_NS:
-            t_ns += _TEST_ONLY_STAMP_DELAY_NS
-        self.last_read_ns = t_ns
-        self.body_started = True
-        if self.cancel_ns is not None:
-            self.after_stop["bytes"] += len(data)
-        else:
-            self.rec.received(len(data), t_ns)
-        if not self.streaming:
-            self._body += data
-            return []
-        events = self.parser.feed(data, t_ns)
-        if self.parser.error is not None:
-            self.pending_error = self.parser.error
-        return self._take(events)
+    def __init__(
+        self, client: ClientBase, request: Request, headers: Mapping[str, str] | None, streaming: bool
+    ) -> None:
+        self._client, self._request, self._headers, self._streaming = client, request, headers, streaming
+        self._owned = False
+        self._resp: httpx.Response | None = None
+        self._engine: StreamEngine | None = None
+        self._trace = ConnectionTrace()
+        self._decode: ContentDecoder | None = None
+        self._content_type: str | Literal[False] | None = False  # False: checked (or not to be checked)
 
-    def on_eof(self, t_ns: int) -> list[StreamEvent]:
-        if not self.streaming:
-            return self._take(self._completion(t_ns))
-        events = self._take(self.parser.flush(t_ns))
-        if self.parser.error is not None:
-            self.pending_error = self.parser.error
-        elif not self.parser.done:
-            try:
-                self.parser.close(t_ns)
-            except StreamError as exc:
-                self.pending_error = exc
-        return events
+    def _begin(self, engine: StreamEngine) -> tuple[str, str, dict[str, str], bytes]:
+        """(method, url, headers, body), and the send stamp."""
+        self._engine = engine
+        client = self._client
+        prepared = build_request(engine.protocol, self._request, stream=self._streaming)
+        headers = request_headers(
+            client.backend, self._request.id, {**client._headers, **(self._headers or {})}
+        )
+        body = orjson.dumps(prepared.body)
+        engine.sent()  # before a per-request client is built: the baseline pays for it, as users do
+        return prepared.method, url_for(client.backend, prepared.path), headers, body
 
-    def _completion(self, t_ns: int) -> list[StreamEvent]:
-        try:
-            reply = parse_completion(self.protocol, bytes(self._body))
-        except StreamError as exc:
-            self.pending_error = exc
-            return []
-        return reply.events(t_ns)
+    def _answered(self, resp: httpx.Response) -> bool:
+        """Connection facts to the engine; False when the status is an error (its body is read next)."""
+        assert self._engine is not None
+        t = self._trace
+        self._engine.connected(connect_ms=t.connect_ms, reused=t.reused, http_version=resp.http_version)
+        # we read raw bytes (stamped as they arrive), so we decode what we advertised ourselves; a response
+        # built with content= (mock transports) was already decoded by httpx
+        encoding = resp.headers.get("content-encoding", "identity")
+        if encoding.strip().lower() not in ("", "identity") and not resp.is_stream_consumed:
+            self._decode = decoder_for(encoding)
+        self._content_type = resp.headers.get("content-type")
+        return resp.status_code < 300  # redirects are not followed: a moved API is a wrong URL to fix
 
-    def _take(self, events: list[StreamEvent]) -> list[StreamEvent]:
-        if self.cancel_ns is not None:
-            for ev in events:
-                if isinstance(ev, TextDelta) and ev.text:
-                    self.after_stop["chunks"] += 1
-                    self.after_stop["chars"] += len(ev.text)
-            return []
-        rec = self.rec
-        rec.events(events)
-        if not self.got_text:
-            self.got_text = rec.n_chunks > 0  # the recorder keeps exactly the text-bearing chunks
-        return events
+    def _received(self, data: bytes | None) -> bytes | None:
+        """One raw read, decoded; the Content-Type judged with the first bytes (an HTML page is named)."""
+        decode = self._decode
+        if decode is not None:
+            if data is None:
+                self._decode = None  # the end of the body: what the decoder still holds, then the end
+                data = decode.flush() or None
+            else:
+                data = decode(data)
+        if self._content_type is not False:
+            assert self._engine is not None
+            check_content_type(self._engine.protocol, self._content_type, data or b"")
+            self._content_type = False
+        return data
 
-    # -- deadlines --
+    def _mapped(self, exc: httpx.HTTPError, phase: Phase) -> Exception:
+        engine = self._engine
+        assert engine is not None
+        if isinstance(exc, httpx.TimeoutException):
+            err = engine.interruption(time.perf_counter_ns())
+            if err is not None:
+                return err
+        return map_error(exc, url=engine.url, phase=phase, timeouts=engine.timeouts)
 
-    def deadline(self) -> tuple[int, str] | None:
-        """The next moment something must end the stream, and which limit it is."""
-        t = self.timeouts
-        best: tuple[int, str] | None = None
-        candidates: list[tuple[int, str]] = []
-        if t.total is not None:
-            candidates.append((self.sent_ns + int(t.total * 1e9), "total"))
-        if t.first_token is not None and not self.got_text:
-            candidates.append((self.sent_ns + int(t.first_token * 1e9), "first_token"))
-        if t.idle is not None and self.body_started:
-            candidates.append((self.last_read_ns + int(t.idle * 1e9), "idle"))
-        for c in candidates:
-            if best is None or c[0] < best[0]:
-                best = c
-        return best
 
-    def interruption(self, now_ns: int) -> WorkbenchError | None:
-        """The error that must end the stream now, if any (an early cancel or a passed deadline)."""
-        if self.cancel_ns is not None and self.early_cancel:
-            return self.cancelled_error()
-        if self.sent_ns == 0:
-            return None
-        d = self.deadline()
-        if d is not None and now_ns >= d[0]:
-            return self.timeout_error(d[1])
-        return None
-
-    def seconds_left(self, now_ns: int) -> float | None:
-        d = self.deadline() if self.sent_ns else None
-        return None if d is None else max(0.0, (d[0] - now_ns) / 1e9)
-
-    def timeout_error(self, kind: str) -> TimeoutError:
-        t = self.timeouts
-        n = self.rec.n_chunks
-        got = f"; {n} text chunks received, kept on .result" if n else ""
-        if kind == "first_token":
-            return FirstTokenTimeout(f"no text from {self.url} within first_token={t.first_token}s{got}")
-        if kind == "idle":
-            return IdleTimeout(f"{self.url} sent nothing for idle={t.idle}s in the middle of the stream{got}")
-        return TotalTimeout(f"the request to {self.url} took longer than total={t.total}s{got}")
-
-    def cancelled_error(self) -> CancelledError:
-        n = self.rec.n_chunks
-        return CancelledError(f"the stream from {self.url} was stopped ({n} text chunks kept)")
-
-    # -- results --
-
-    def finish(
-        self, status: Status, error: WorkbenchError | None = None, end_ns: int | None = None
-    ) -> StreamResult:
-        if self.result is not None:
-            return self.result
-        end = time.perf_counter_ns() if end_ns is None else end_ns
-        result = self.rec.finish(status, error=error, end_ns=end)
-        if self.cancel_ns is not None:
-            result.wasted_ms_after_stop = max(0.0, (end - self.cancel_ns) / 1e6)
-            # not server figures, but StreamResult has no field for them yet (see the client report)
-            result.server["client_after_stop"] = dict(self.after_stop)
-        self.result = result
-        if error is not None:
-            error.result = result
-        return result
-
-    def fail(self, exc: BaseException, phase: Phase, end_ns: int | None = None) -> WorkbenchError:
-        """Map, attach the partial result, and hand back the error to raise."""
-        err = map_error(exc, url=self.url, phase=phase, timeouts=self.timeouts)
-        status: Status = "cancelled" if isinstance(err, CancelledError) else "error"
-        self.finish(status, err, end_ns)
-        return err
+def response_error(resp: httpx.Response, method: str, url: str, body: bytes) -> StatusError:
+    """The StatusError of an answer with status >= 300 (redirects are not followed: a moved API is a
+    wrong URL to fix)."""
+    return status_error(
+        resp.status_code,
+        body,
+        method=method,
+        url=url,
+        location=resp.headers.get("location"),
+        retry_after=resp.headers.get("retry-after"),
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from workbench.client import pool_limits
 from workbench.experiments.arrivals import Arrival, Concurrency, Rate
 from workbench.optimizations import Optimizations
 
@@ -39,12 +40,7 @@ def pool_warning(arrival: Arrival, variants: Mapping[str, Optimizations]) -> str
     """More requests in flight than the client's HTTP/1.1 connection limit: the excess waits inside httpx for
     a connection after the send stamp, so that wait lands in TTFT instead of in `client_queue_ms`."""
     in_flight = arrival.n if isinstance(arrival, Concurrency) else getattr(arrival, "max_concurrency", 1)
-    try:
-        from workbench.client._shared import pool_limits
-
-        limit = pool_limits().max_connections
-    except (ImportError, AttributeError):
-        return None
+    limit = pool_limits().max_connections
     if limit is None or in_flight <= limit:
         return None
     affected = [name for name, opt in variants.items() if opt.connection_pool and not opt.http2]

@@ -23,6 +23,7 @@ import polars as pl
 
 from workbench._exceptions import StatusError, WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench.client import AsyncClient
 from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import Monitor
 from workbench.experiments.arrivals import (
@@ -34,6 +35,7 @@ from workbench.experiments.arrivals import (
     schedule_ns,
     sleep_until_ns,
 )
+from workbench.experiments.clients import make_client
 from workbench.experiments.results import RunResult, environment
 from workbench.experiments.verdicts import SLO
 from workbench.experiments.workloads import Workload
@@ -299,8 +301,6 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
 
 async def _listed_model(backend: Backend, timeouts: Timeouts) -> str:
     """The server's first listed model, asked on a client of its own (no variant starts warm)."""
-    from workbench.client import AsyncClient
-
     async with AsyncClient(backend, timeouts=timeouts) as client:
         try:
             return await client.default_model()
@@ -343,12 +343,7 @@ async def acompare(
     to = timeouts or Timeouts()
     if workload.model is None:
         workload = workload.with_options(model=await _listed_model(be, to))
-    if client_factory is None:
-        from workbench.experiments.clients import make_client
-
-        factory: ClientFactory = make_client
-    else:
-        factory = client_factory
+    factory: ClientFactory = make_client if client_factory is None else client_factory
     slots = plan(
         len(workload),
         list(named),

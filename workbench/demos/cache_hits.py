@@ -7,7 +7,7 @@ TTFT far below the misses'; paraphrases are semantic hits when the semantic tier
 is off, or when a paraphrase is too far from the original, which the frame shows honestly).
 
     from workbench.simulator import Simulator
-    from workbench.cache.cache_demo import cache_demo
+    from workbench.demos.cache_hits import cache_demo
     with Simulator() as sim:
         df = cache_demo(sim.url)
     df.group_by("cache").agg(pl.col("ttft_ms").median())
