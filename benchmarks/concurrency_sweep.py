@@ -42,7 +42,6 @@ import psutil
 from workbench import Backend, Optimizations, Request
 from workbench.client import AsyncClient
 from workbench.client._h11_transport import fast_async_transport
-from workbench.experiments.bench_report import markdown_table
 from workbench.simulator import Profile
 from workbench.simulator.process import ProcessSimulator
 
@@ -160,6 +159,20 @@ def measure(
     return result, 100 * (time.thread_time() - cpu0) / wall, server.cpu_percent(None)
 
 
+def markdown(frame: pl.DataFrame) -> str:
+    """The table as markdown, by polars itself (this benchmark needs nothing of workbench.experiments)."""
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=400,
+        float_precision=2,
+    ):
+        return str(frame)
+
+
 def print_profile(prof: cProfile.Profile, label: str) -> None:
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
@@ -256,7 +269,7 @@ def main() -> int:
         cols += [f"{name}_tokens_per_s", f"{name}_over_reference", f"{name}_over_offered", f"{name}_errors"]
         cols += [f"{name}_client_cpu_pct", "reference_server_cpu_pct", "limit"]
         print(f"\n### workbench with the {name} transport\n")
-        print(markdown_table(table.select(cols)))
+        print(markdown(table.select(cols)))
         bad = table.filter(
             (pl.col(f"{name}_over_reference") < 0.9)
             | ((pl.col("reference_over_offered") >= 0.95) & (pl.col(f"{name}_over_offered") < 0.9))

@@ -5,13 +5,20 @@ never goes on a command line (``ps`` shows command lines to every user of the ma
 through its environment (``JUPYTER_TOKEN``, see `lab_env`), and `workbench lab` takes it from
 ``$WORKBENCH_LAB_TOKEN``, ``$JUPYTER_TOKEN`` or ``--token-file``, else makes a random one.
 `lab_command(...)` + `lab_env(...)` start the same server for tests that drive a real browser.
+
+JupyterLab starts with "save widget state" on (`LAB_OVERRIDES`, given as app-settings overrides, so a
+user's own setting still wins): a notebook saved there keeps its widgets' final state, e.g. the
+Dashboard's lane texts, toggles and charts, and reopens showing them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +26,22 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["default_notebook_dir", "free_port", "lab_command", "lab_env", "lab_url", "main"]
+__all__ = [
+    "LAB_OVERRIDES",
+    "default_notebook_dir",
+    "free_port",
+    "lab_command",
+    "lab_env",
+    "lab_settings_dir",
+    "lab_url",
+    "main",
+]
+
+#: JupyterLab settings `workbench lab` starts with (defaults: a user's own settings still win).
+#: saveState: widget state goes into the saved notebook, so a Dashboard reopens with its final state.
+LAB_OVERRIDES: dict[str, dict[str, object]] = {
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}
+}
 
 
 def default_notebook_dir() -> Path:
@@ -47,8 +69,38 @@ def lab_env(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]
     return env
 
 
-def lab_command(root: Path, *, host: str = "127.0.0.1", port: int, open_browser: bool = False) -> list[str]:
+def lab_settings_dir(folder: Path | None = None) -> Path:
+    """A JupyterLab app-settings folder: the installed one's files (page_config.json, overrides) copied,
+    with `LAB_OVERRIDES` merged into its overrides.json. Default folder: ~/.cache/workbench/lab-settings."""
+    dest = folder or Path.home() / ".cache" / "workbench" / "lab-settings"
+    commands = importlib.import_module("jupyterlab.commands")
+    installed = Path(commands.get_app_dir()) / "settings"
+    if installed.is_dir() and installed.resolve() != dest.resolve():
+        shutil.copytree(installed, dest, dirs_exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "overrides.json"
+    try:
+        current = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        current = {}  # a broken file: JupyterLab would ignore it too
+    if not isinstance(current, dict):
+        current = {}
+    for plugin, values in LAB_OVERRIDES.items():
+        current.setdefault(plugin, {}).update(values)
+    path.write_text(json.dumps(current, indent=2))
+    return dest
+
+
+def lab_command(
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    open_browser: bool = False,
+    app_settings_dir: Path | None = None,
+) -> list[str]:
     """`python -m jupyterlab` bound to `host:port`, serving `root`, kernels from this interpreter.
+    `app_settings_dir`: a folder made by `lab_settings_dir` (widget state saved with notebooks).
 
     It carries no token: start it with ``env=lab_env(token)``."""
     cmd = [
@@ -64,6 +116,8 @@ def lab_command(root: Path, *, host: str = "127.0.0.1", port: int, open_browser:
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.news_url=",
     ]
+    if app_settings_dir is not None:
+        cmd.append(f"--LabApp.app_settings_dir={app_settings_dir}")
     if not open_browser:
         cmd.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -102,7 +156,14 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"workbench lab: cannot read the token file: {exc}", file=sys.stderr)
         return 2
-    cmd = lab_command(root, host=args.host, port=port, open_browser=not args.no_browser)
+    try:
+        settings = lab_settings_dir()
+    except OSError as exc:
+        print(f"workbench lab: cannot write the JupyterLab settings folder: {exc}", file=sys.stderr)
+        return 2
+    cmd = lab_command(
+        root, host=args.host, port=port, open_browser=not args.no_browser, app_settings_dir=settings
+    )
     if args.print_command:
         print(" ".join(cmd))  # no token in it: it comes through the environment
         return 0

@@ -6,7 +6,7 @@ from _cache_helpers import build_result
 
 from workbench._types import DoneEvent, Request, StreamResult, TextDelta, UsageEvent
 from workbench.cache import CacheEntry, ResponseCache
-from workbench.cache.replay import AsyncReplay, Replay, ReplaySource
+from workbench.cache.replay import AsyncReplay, Replay, ReplaySource, replay_starter
 
 
 def test_entry_roundtrip_bytes_is_not_pickle() -> None:
@@ -23,7 +23,7 @@ def test_replay_reproduces_original_chunks_and_events() -> None:
     req = Request.chat("m", "hi")
     orig = build_result(req, ["The ", "quick", " brown", " fox"], gaps_ms=2)
     e = CacheEntry.from_result("k", orig)
-    rp = Replay(ReplaySource(e, kind="exact"), Request.chat("m", "hi"))
+    rp = Replay(Request.chat("m", "hi"), replay_starter(ReplaySource(e, kind="exact"), Request.chat("m", "hi")))
     events = list(rp)
     texts = [ev.text for ev in events if isinstance(ev, TextDelta)]
     assert texts == ["The ", "quick", " brown", " fox"]
@@ -42,8 +42,8 @@ def test_replay_timing_keeps_inter_chunk_gaps() -> None:
     req = Request.chat("m", "hi")
     orig = build_result(req, ["a", "b", "c", "d"], gaps_ms=20)
     e = CacheEntry.from_result("k", orig)
-    fast = Replay(ReplaySource(e), req).result
-    timed = Replay(ReplaySource(e, timing=True), req).result
+    fast = Replay(req, replay_starter(ReplaySource(e), req)).result
+    timed = Replay(req, replay_starter(ReplaySource(e, timing=True), req)).result
 
     # timed chunks come at their original offsets from the first chunk (a sleep can only overshoot, and a
     # late chunk does not push the later ones back: offsets, not gaps, are scheduled); untimed ones at once
@@ -61,7 +61,7 @@ def test_replay_timing_keeps_inter_chunk_gaps() -> None:
 def test_cancelled_replay_is_marked() -> None:
     req = Request.chat("m", "hi")
     e = CacheEntry.from_result("k", build_result(req, ["a", "b", "c"]))
-    rp = Replay(ReplaySource(e), req)
+    rp = Replay(req, replay_starter(ReplaySource(e), req))
     it = iter(rp)
     next(it)
     rp.cancel()

@@ -83,6 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/silent-close":  # keep-alive answer, then the server hangs up anyway
             self._fixed(BODY)
             self.close_connection = True
+        elif path == "/until-close":  # no length, no chunking: the body ends when the connection does
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
         elif path == "/short":
             self.send_response(200)
             self.send_header("Content-Length", "100")
@@ -93,6 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # close without a response
         else:
             self.send_error(404)
+
+    def do_HEAD(self) -> None:
+        self.server.peers.append(self.client_address)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))  # the length a GET would have: no body follows
+        self.end_headers()
 
     def do_POST(self) -> None:
         self.server.peers.append(self.client_address)
@@ -145,6 +156,8 @@ async def test_content_length_and_chunked_bodies_arrive_whole_on_one_connection(
         assert (r.status_code, r.content, r.http_version) == (200, BODY, "HTTP/1.1")
     odd = await http.get(base + "/odd")
     assert odd.content == b"hello world, ok!"  # extensions and the trailer are framing, not body
+    head = await http.head(base + "/length")
+    assert (head.headers["content-length"], head.content) == (str(len(BODY)), b"")
     posted = await http.post(base + "/echo", content=b"abc" * 1000)
     assert posted.content == b"cba" * 1000
     assert connections(stdlib) == 1, stdlib.peers  # keep-alive reuse, the trailer case included
@@ -171,7 +184,26 @@ async def test_a_server_that_closes_after_a_response_costs_no_error(
         assert (await http.get(base + "/silent-close")).content == BODY
         await asyncio.sleep(0.05)  # the server's FIN reaches the pool before the next request
     assert (await http.get(base + "/length")).content == BODY  # the pooled one is dead: found, not used
-    assert connections(stdlib) == 7
+    assert (await http.get(base + "/until-close")).content == BODY  # rides the /length connection
+    assert (await http.get(base + "/length")).content == BODY  # the body ended with it: a new one
+    assert connections(stdlib) == 8
+
+
+async def test_keepalive_limits_are_honoured(base: str, stdlib: _Server) -> None:
+    expiring = httpx.Limits(keepalive_expiry=0.05)
+    async with httpx.AsyncClient(transport=fast_async_transport(expiring), timeout=5.0) as http:
+        await http.get(base + "/length")
+        await http.get(base + "/length")  # within the expiry: reused
+        await asyncio.sleep(0.1)
+        await http.get(base + "/length")  # idle past the expiry: a new connection
+    assert connections(stdlib) == 2
+    stdlib.peers.clear()
+    no_idle = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(transport=fast_async_transport(no_idle), timeout=5.0) as http:
+        for _ in range(3):
+            await http.get(base + "/length")
+        assert transport_of(http)._n_open == 0
+    assert connections(stdlib) == 3
 
 
 async def test_connection_limit_queues_requests_and_pool_timeout_names_the_cap(

@@ -46,7 +46,7 @@ async def test_ab_runs_interleaved_through_acompare(comms: list[RecordingComm], 
         optimizations_b=Optimizations.transport(),
     )
     run = await dash.run_ab(repeats=2)
-    assert dash.view.lanes == ["A", "B"]
+    assert [v.lanes for v in dash.views_box.children] == [["A"], ["B"]]
     frame = dash.results
     assert frame.height == 4 and sorted(frame["variant"].to_list()) == ["A", "A", "B", "B"]
     assert set(frame["status"].to_list()) == {"ok"}
@@ -54,7 +54,7 @@ async def test_ab_runs_interleaved_through_acompare(comms: list[RecordingComm], 
     assert frame["variant"].to_list() != ["A", "A", "B", "B"]
     assert run is dash.run_result and dash.progress.value == 4
     for lane in ("A", "B"):
-        assert dash.view.figures(lane)["status"] == "done" and dash.view.text(lane)
+        assert dash.lane_view(lane).figures(lane)["status"] == "done" and dash.lane_view(lane).text(lane)
     assert dash.status.value.startswith("A/B done")
     dash.close()
 
@@ -98,7 +98,7 @@ async def test_ab_stop_keeps_partial_results(comms: list[RecordingComm]) -> None
         run = await asyncio.wait_for(task, 5.0)
         assert run is not None and run.frame.height < 10
         assert any("stopped early" in w for w in run.meta["warnings"])
-        assert all(dash.view.figures(ln)["status"] != "streaming" for ln in dash.view.lanes)
+        assert all(dash.lane_view(ln).figures(ln)["status"] != "streaming" for ln in ("A", "B"))
         dash.close()
 
 

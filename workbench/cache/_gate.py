@@ -64,14 +64,7 @@ class CacheGate:
         t0 = time.perf_counter_ns()
         hit = cache.lookup(request, backend=identity)
         if hit is not None:
-            source = ReplaySource(
-                hit.entry,
-                kind=hit.kind,
-                similarity=hit.similarity,
-                matched_prompt=hit.matched_prompt,
-                timing=cache.replay_timing,
-                sent_ns=t0,
-            )
+            source = ReplaySource.from_hit(hit, timing=cache.replay_timing, sent_ns=t0)
             return Plan("hit", kind=hit.kind, source=source, protocol=hit.entry.protocol, local=True)
         if not store:
             return Plan("live", kind="miss")

@@ -22,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workbench._exceptions import CancelledError
 from workbench._types import CacheKind, DoneEvent, Request, StreamEvent, StreamResult, TextDelta, UsageEvent
 from workbench.cache.entry import CacheEntry
 from workbench.stream import AsyncStream, EngineSpec, Plan, Starter, Stream, StreamEngine
 
-__all__ = ["AsyncReplay", "Replay", "ReplaySource"]
+if TYPE_CHECKING:
+    from workbench.cache.tiers import CacheHit
+
+__all__ = ["AsyncReplay", "Replay", "ReplaySource", "replay_starter"]
 
 
 class ReplaySource:
@@ -53,6 +56,17 @@ class ReplaySource:
         self._sent_ns = sent_ns
         self._i = 0
         self._first_ns = 0
+
+    @classmethod
+    def from_hit(cls, hit: CacheHit, *, timing: bool = False, sent_ns: int | None = None) -> ReplaySource:
+        return cls(
+            hit.entry,
+            kind=hit.kind,
+            similarity=hit.similarity,
+            matched_prompt=hit.matched_prompt,
+            timing=timing,
+            sent_ns=sent_ns,
+        )
 
     # -- the source interface --
 
@@ -119,9 +133,15 @@ class ReplaySource:
             res.saved_tokens = self.entry.output_tokens
 
 
-def _starter(
-    source: ReplaySource, request: Request, backend: str | None, optimizations: Mapping[str, Any] | None
+def replay_starter(
+    source: ReplaySource,
+    request: Request,
+    *,
+    backend: str | None = None,
+    optimizations: Mapping[str, Any] | None = None,
 ) -> Starter:
+    """What `Replay(request, starter)` / `AsyncReplay` drive: the stored answer, labelled with `backend` (the
+    entry's own by default) and `optimizations`."""
     entry = source.entry
     spec = EngineSpec(
         backend=entry.backend if backend is None else backend,
@@ -134,18 +154,8 @@ def _starter(
 
 
 class Replay(Stream):
-    """A replayed stream on its own: iterate for events, then `.result`. A stop (`cancel()`, thread-safe)
-    ends the iteration quietly; the result then says ``cancelled``."""
-
-    def __init__(
-        self,
-        source: ReplaySource,
-        request: Request,
-        *,
-        backend: str | None = None,
-        optimizations: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(request, _starter(source, request, backend, optimizations))
+    """A replayed stream on its own, ``Replay(request, replay_starter(...))``: iterate for events, then
+    `.result`. A stop (`cancel()`, thread-safe) ends the iteration quietly; the result says ``cancelled``."""
 
     def __iter__(self) -> Iterator[StreamEvent]:
         try:
@@ -163,16 +173,6 @@ class Replay(Stream):
 
 class AsyncReplay(AsyncStream):
     """The asyncio form of `Replay`: ``async for ev in replay``, then ``replay.result``."""
-
-    def __init__(
-        self,
-        source: ReplaySource,
-        request: Request,
-        *,
-        backend: str | None = None,
-        optimizations: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(request, _starter(source, request, backend, optimizations))
 
     async def _quiet(self) -> AsyncIterator[StreamEvent]:
         try:

@@ -42,7 +42,7 @@ from workbench.cache.entry import CacheEntry, storable
 from workbench.cache.exact import ExactTier
 from workbench.cache.key import TemperaturePolicy, is_sampled, partition_key, request_key
 from workbench.cache.redis import RedisTier
-from workbench.cache.replay import AsyncReplay, Replay, ReplaySource
+from workbench.cache.replay import AsyncReplay, Replay, ReplaySource, replay_starter
 from workbench.optimizations import Optimizations
 
 __all__ = ["CacheHit", "ResponseCache", "SemanticLike", "SemanticMatchLike"]
@@ -355,47 +355,22 @@ class ResponseCache:
 
     # ---- replay ----
 
-    def _source(self, hit: CacheHit, timing: bool | None, sent_ns: int | None) -> ReplaySource:
-        return ReplaySource(
-            hit.entry,
-            kind=hit.kind,
-            similarity=hit.similarity,
-            matched_prompt=hit.matched_prompt,
-            timing=self.replay_timing if timing is None else timing,
-            sent_ns=sent_ns,
-        )
-
     def replay(
-        self,
-        hit: CacheHit,
-        request: Request,
-        *,
-        timing: bool | None = None,
-        backend: str | None = None,
-        optimizations: Mapping[str, Any] | None = None,
-        sent_ns: int | None = None,
+        self, hit: CacheHit, request: Request, *, timing: bool | None = None, backend: str | None = None,
+        optimizations: Mapping[str, Any] | None = None, sent_ns: int | None = None,
     ) -> Replay:
         """A sync stream of the stored chunks (original boundaries; original gaps when `timing`).
 
         `sent_ns` (perf_counter_ns) is the request's send stamp; pass the moment before `lookup` so the
-        hit's TTFT includes the lookup. Default: when the replay starts.
+        hit's TTFT includes the lookup. Default: when the replay starts. `areplay` takes the same arguments.
         """
-        source = self._source(hit, timing, sent_ns)
-        return Replay(source, request, backend=backend, optimizations=optimizations)
+        timing = self.replay_timing if timing is None else timing
+        source = ReplaySource.from_hit(hit, timing=timing, sent_ns=sent_ns)
+        return Replay(request, replay_starter(source, request, backend=backend, optimizations=optimizations))
 
-    def areplay(
-        self,
-        hit: CacheHit,
-        request: Request,
-        *,
-        timing: bool | None = None,
-        backend: str | None = None,
-        optimizations: Mapping[str, Any] | None = None,
-        sent_ns: int | None = None,
-    ) -> AsyncReplay:
-        return AsyncReplay(
-            self._source(hit, timing, sent_ns), request, backend=backend, optimizations=optimizations
-        )
+    def areplay(self, hit: CacheHit, request: Request, **options: Any) -> AsyncReplay:
+        """The asyncio form of `replay` (same arguments)."""
+        return AsyncReplay(request, self.replay(hit, request, **options).starter)
 
     # ---- statistics ----
 
@@ -455,25 +430,10 @@ class ResponseCache:
         total = self.counters.snapshot()
         row("total", total, None, None, self._health.last_error)
         rows[-1]["bypass"] = total.get("bypass", 0)
-        return pl.DataFrame(
-            rows,
-            schema={
-                "tier": pl.Utf8,
-                "lookups": pl.Int64,
-                "hits": pl.Int64,
-                "misses": pl.Int64,
-                "stores": pl.Int64,
-                "evictions": pl.Int64,
-                "expirations": pl.Int64,
-                "errors": pl.Int64,
-                "skipped": pl.Int64,
-                "bytes": pl.Int64,
-                "entries": pl.Int64,
-                "hit_rate": pl.Float64,
-                "last_error": pl.Utf8,
-                "bypass": pl.Int64,
-            },
-        )
+        counts = ("lookups", "hits", "misses", "stores", "evictions", "expirations", "errors", "skipped")
+        schema = {"tier": pl.Utf8, **dict.fromkeys((*counts, "bytes", "entries"), pl.Int64)}
+        schema |= {"hit_rate": pl.Float64, "last_error": pl.Utf8, "bypass": pl.Int64}
+        return pl.DataFrame(rows, schema=schema)
 
     def events_frame(self) -> pl.DataFrame:
         """Recent lookups: t_ms, tier, kind (exact, semantic, miss, bypass), similarity, lookup_us."""

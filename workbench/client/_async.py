@@ -12,72 +12,36 @@ from collections.abc import AsyncIterator, Mapping
 import httpx
 
 from workbench._exceptions import WorkbenchError
-from workbench._types import Backend, ProtocolName, Request, StreamResult, Timeouts
-from workbench.cache import ResponseCache
+from workbench._types import ProtocolName, Request, StreamResult
 from workbench.client._shared import (
     ERROR_BODY_LIMIT,
     MODEL_PATHS,
     ClientBase,
-    Probe,
     SourceBase,
-    httpx_timeout,
-    map_error,
-    models_from_response,
-    pick_model,
-    pool_limits,
-    response_error,
-    ssl_context,
-    url_for,
+    transport_options,
 )
-from workbench.optimizations import Optimizations
-from workbench.protocols import DEFAULT_MAX_EVENT_BYTES
 from workbench.stream import AsyncStream, StreamEngine
 
-__all__ = ["AsyncClient", "make_async_transport"]
+__all__ = ["AsyncClient"]
 
 
-def make_async_transport(backend: Backend, optimizations: Optimizations) -> httpx.AsyncHTTPTransport:
-    return httpx.AsyncHTTPTransport(
-        verify=ssl_context(backend.verify), http2=optimizations.http2, limits=pool_limits(), retries=0
-    )
-
-
-class AsyncClient(ClientBase):
+class AsyncClient(ClientBase[httpx.AsyncBaseTransport]):
     """The asyncio form of `Client`: `await client.run(req)`, `async with client.stream(req) as s`."""
 
-    def __init__(
-        self,
-        backend: Backend | str,
-        *,
-        optimizations: Optimizations | None = None,
-        timeouts: Timeouts | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
-        cache: ResponseCache | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    ) -> None:
-        """`max_event_bytes`: the longest line / SSE event accepted (a longer one is MalformedStreamError)."""
-        super().__init__(
-            backend,
-            optimizations=optimizations,
-            timeouts=timeouts,
-            transport=transport,
-            headers=headers,
-            cache=cache,
-        )
-        self._detect_lock: asyncio.Lock | None = None
+    _adetect_lock: asyncio.Lock | None = None  # made inside the event loop on first use
 
     def _new_http(self) -> httpx.AsyncClient:
-        transport = self._transport or make_async_transport(self.backend, self.optimizations)
-        return httpx.AsyncClient(transport=transport, timeout=httpx_timeout(self.timeouts))
+        transport = self._transport or httpx.AsyncHTTPTransport(
+            **transport_options(self.backend, self.optimizations)
+        )
+        return httpx.AsyncClient(transport=transport, **self._http_options())
 
     async def _get(self, path: str, timeout: float) -> httpx.Response:
         url, headers, limit = self._get_args(path, timeout)
         http, owned = self._acquire()
         try:
-            return await http.get(url, headers=headers, timeout=limit)  # type: ignore[no-any-return]
-        except httpx.HTTPError as exc:
-            raise map_error(exc, url=url, phase="response", timeouts=self.timeouts) from None
+            with self._mapped_errors(url):
+                return await http.get(url, headers=headers, timeout=limit)  # type: ignore[no-any-return]
         finally:
             if owned:
                 await http.aclose()
@@ -89,11 +53,11 @@ class AsyncClient(ClientBase):
 
     async def detect_protocol(self) -> ProtocolName:
         if self._protocol is None:
-            if self._detect_lock is None:
-                self._detect_lock = asyncio.Lock()
-            async with self._detect_lock:
+            if self._adetect_lock is None:
+                self._adetect_lock = asyncio.Lock()
+            async with self._adetect_lock:
                 if self._protocol is None:
-                    probe = Probe(self.backend)
+                    probe = self._probe()
                     while probe.path is not None:
                         try:
                             probe.answer(await self._get(probe.path, 10.0))
@@ -106,12 +70,11 @@ class AsyncClient(ClientBase):
         """The model names the server lists, in its order (GET /api/tags on Ollama, /v1/models otherwise).
         Raises ConfigError if the server lists none, StatusError if it refuses, ConnectError if it is down."""
         protocol = await self.detect_protocol()
-        path = MODEL_PATHS[protocol]
-        return models_from_response(protocol, await self._get(path, 30.0), url_for(self.backend, path))
+        return self._models(protocol, await self._get(MODEL_PATHS[protocol], 30.0))
 
     async def default_model(self) -> str:
         """The model to use when none is named: the first the server lists (embedding models passed over)."""
-        return pick_model(await self.list_models())
+        return self._pick(await self.list_models())
 
     def stream(
         self, request: Request, *, headers: Mapping[str, str] | None = None, streaming: bool = True
@@ -164,20 +127,11 @@ class AsyncNetworkSource(SourceBase):
             req = self._http.build_request(method, url, content=body, headers=headers, extensions=ext)
             resp = self._resp = await self._http.send(req, stream=True)
             if not self._answered(resp):
-                raise response_error(resp, method, url, await self._error_body(resp))
+                raise self._refused(resp, method, url, [b async for b in _body(resp)])
         except httpx.HTTPError as exc:
             raise self._mapped(exc, "response") from None
         # a response built with content= (mock transports) is already read; real ones stream
         self._raw = _one(resp.content) if resp.is_stream_consumed else resp.aiter_raw()
-
-    @staticmethod
-    async def _error_body(resp: httpx.Response) -> bytes:
-        buf = bytearray()
-        async for chunk in _one(resp.content) if resp.is_stream_consumed else resp.aiter_raw():
-            buf += chunk
-            if len(buf) >= ERROR_BODY_LIMIT:
-                break
-        return bytes(buf[:ERROR_BODY_LIMIT])
 
     async def aread(self) -> bytes | None:
         assert self._raw is not None
@@ -201,3 +155,16 @@ class AsyncNetworkSource(SourceBase):
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def _body(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """An error answer's body, up to about ERROR_BODY_LIMIT (the rest is never read)."""
+    if resp.is_stream_consumed:
+        yield resp.content
+        return
+    n = 0
+    async for chunk in resp.aiter_raw():
+        yield chunk
+        n += len(chunk)
+        if n >= ERROR_BODY_LIMIT:
+            return

@@ -5,11 +5,12 @@ workbench errors (`map_error`, used by the network sources).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Generic, Literal, TypeVar
 
 import httpx
 import orjson
@@ -260,32 +261,36 @@ def map_error(exc: BaseException, *, url: str, phase: Phase, timeouts: Timeouts)
     return TransportError(f"talking to {url} failed unexpectedly: {type(exc).__name__}: {detail}")
 
 
-def status_error(
-    status: int,
-    body: bytes,
-    *,
-    method: str,
-    url: str,
-    location: str | None = None,
-    retry_after: str | None = None,
-) -> StatusError:
-    """The StatusError for an HTTP error answer; `http_status_error` names the likely cause of a bare one."""
-    return http_status_error(
-        status,
-        method=method,
-        url=url,
-        body_text=body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace"),
-        server_message=parse_error_body(body),
-        location=location,
-        retry_after=retry_after,
-    )
+def status_error(status: int, body: bytes, **where: Any) -> StatusError:
+    """The StatusError for an HTTP error answer; `http_status_error` names the likely cause of a bare one.
+    `where`: method, url, location, retry_after (as `http_status_error` takes them)."""
+    text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    return http_status_error(status, body_text=text, server_message=parse_error_body(body), **where)
 
 
 # ---- what both clients share ----
 
 
-class ClientBase:
-    """What both clients share; toggles become parts in `workbench.variant.build` only."""
+TransportT = TypeVar("TransportT")
+
+
+def transport_options(backend: Backend, optimizations: Optimizations) -> dict[str, Any]:
+    """What both clients' httpx transports are built with."""
+    return {
+        "verify": ssl_context(backend.verify),
+        "http2": optimizations.http2,
+        "limits": pool_limits(),
+        "retries": 0,
+    }
+
+
+class ClientBase(Generic[TransportT]):
+    """What both clients share; toggles become parts in `workbench.variant.build` only.
+
+    `transport`: an httpx transport of the caller's (never closed by us: it may be shared); `cache`: a
+    `ResponseCache` to use instead of the one the cache toggles build; `max_event_bytes`: the longest line /
+    SSE event accepted (a longer one is a MalformedStreamError).
+    """
 
     def __init__(
         self,
@@ -293,7 +298,7 @@ class ClientBase:
         *,
         optimizations: Optimizations | None = None,
         timeouts: Timeouts | None = None,
-        transport: Any = None,
+        transport: TransportT | None = None,
         headers: Mapping[str, str] | None = None,
         cache: ResponseCache | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
@@ -302,13 +307,14 @@ class ClientBase:
         self.max_event_bytes = max_event_bytes
         self.optimizations = optimizations if optimizations is not None else Optimizations()
         self.timeouts = timeouts if timeouts is not None else Timeouts()
-        self._transport = transport  # a caller's transport is never closed by us: it may be shared
+        self._transport = transport
         self._headers = dict(headers or {})
         self._protocol: ProtocolName | None = (
             None if self.backend.protocol == "auto" else self.backend.protocol
         )
         self._http: Any = None
         self._lock = threading.Lock()
+        self._detect_lock = threading.Lock()
         self._closed = False
         self.parts = variant.build(self.optimizations, cache=cache)
         # `cache` (or a cache toggle): a ResponseCache answers repeats by replay, through its gate
@@ -357,6 +363,27 @@ class ClientBase:
         )
         return Starter(request, spec, live, gate=self._gate, streaming=streaming)
 
+    def _models(self, protocol: ProtocolName, resp: httpx.Response) -> list[str]:
+        return models_from_response(protocol, resp, url_for(self.backend, MODEL_PATHS[protocol]))
+
+    def _http_options(self) -> dict[str, Any]:
+        return {"timeout": httpx_timeout(self.timeouts)}
+
+    def _probe(self) -> Probe:
+        return Probe(self.backend)
+
+    @staticmethod
+    def _pick(names: list[str]) -> str:
+        return pick_model(names)
+
+    @contextlib.contextmanager
+    def _mapped_errors(self, url: str) -> Iterator[None]:
+        """httpx errors of a plain GET (probe, model list) as workbench errors."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise map_error(exc, url=url, phase="response", timeouts=self.timeouts) from None
+
     def _get_args(self, path: str, timeout: float) -> tuple[str, dict[str, str], httpx.Timeout]:
         """url, headers, timeout of a GET (protocol probe, model list)."""
         headers = request_headers(self.backend, None, self._headers)
@@ -367,7 +394,7 @@ class SourceBase:
     """What the sync and async network sources share: the request to send, the answer's check, errors."""
 
     def __init__(
-        self, client: ClientBase, request: Request, headers: Mapping[str, str] | None, streaming: bool
+        self, client: ClientBase[Any], request: Request, headers: Mapping[str, str] | None, streaming: bool
     ) -> None:
         self._client, self._request, self._headers, self._streaming = client, request, headers, streaming
         self._owned = False
@@ -416,6 +443,15 @@ class SourceBase:
             check_content_type(self._engine.protocol, self._content_type, data or b"")
             self._content_type = False
         return data
+
+    def _refused(self, resp: httpx.Response, method: str, url: str, chunks: Iterable[bytes]) -> StatusError:
+        """The StatusError of an error answer, from (at most ERROR_BODY_LIMIT of) its body."""
+        buf = bytearray()
+        for chunk in chunks:
+            buf += chunk
+            if len(buf) >= ERROR_BODY_LIMIT:
+                break
+        return response_error(resp, method, url, bytes(buf[:ERROR_BODY_LIMIT]))
 
     def _mapped(self, exc: httpx.HTTPError, phase: Phase) -> Exception:
         engine = self._engine

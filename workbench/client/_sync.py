@@ -7,44 +7,25 @@ in `_httpcore_adapter`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 
 import httpx
 
 from workbench._exceptions import WorkbenchError
-from workbench._types import Backend, ProtocolName, Request, StreamResult, Timeouts
-from workbench.cache import ResponseCache
+from workbench._types import ProtocolName, Request, StreamResult
 from workbench.client._httpcore_adapter import watched_transport
 from workbench.client._shared import (
-    ERROR_BODY_LIMIT,
     MODEL_PATHS,
     ClientBase,
-    Probe,
     SourceBase,
-    httpx_timeout,
-    map_error,
-    models_from_response,
-    pick_model,
-    pool_limits,
-    response_error,
-    ssl_context,
-    url_for,
+    transport_options,
 )
-from workbench.optimizations import Optimizations
-from workbench.protocols import DEFAULT_MAX_EVENT_BYTES
 from workbench.stream import Interrupted, Stream, StreamEngine
 
-__all__ = ["Client", "make_transport"]
+__all__ = ["Client"]
 
 
-def make_transport(backend: Backend, optimizations: Optimizations) -> httpx.HTTPTransport:
-    return watched_transport(
-        verify=ssl_context(backend.verify), http2=optimizations.http2, limits=pool_limits(), retries=0
-    )
-
-
-class Client(ClientBase):
+class Client(ClientBase[httpx.BaseTransport]):
     """Streaming LLM client (Ollama or OpenAI-compatible) that records every chunk's arrival time.
 
     `connection_pool` keeps one httpx.Client (keep-alive) for the client's life; without it every request
@@ -52,39 +33,18 @@ class Client(ClientBase):
     `cache=`) answers repeats from a `ResponseCache`. Thread-safe.
     """
 
-    def __init__(
-        self,
-        backend: Backend | str,
-        *,
-        optimizations: Optimizations | None = None,
-        timeouts: Timeouts | None = None,
-        transport: httpx.BaseTransport | None = None,
-        headers: Mapping[str, str] | None = None,
-        cache: ResponseCache | None = None,
-        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
-    ) -> None:
-        """`max_event_bytes`: the longest line / SSE event accepted (a longer one is MalformedStreamError)."""
-        super().__init__(
-            backend,
-            optimizations=optimizations,
-            timeouts=timeouts,
-            transport=transport,
-            headers=headers,
-            cache=cache,
-        )
-        self._detect_lock = threading.Lock()
-
     def _new_http(self) -> httpx.Client:
-        transport = self._transport or make_transport(self.backend, self.optimizations)
-        return httpx.Client(transport=transport, timeout=httpx_timeout(self.timeouts))
+        transport = self._transport or watched_transport(
+            **transport_options(self.backend, self.optimizations)
+        )
+        return httpx.Client(transport=transport, **self._http_options())
 
     def _get(self, path: str, timeout: float) -> httpx.Response:
         url, headers, limit = self._get_args(path, timeout)
         http, owned = self._acquire()
         try:
-            return http.get(url, headers=headers, timeout=limit)  # type: ignore[no-any-return]
-        except httpx.HTTPError as exc:
-            raise map_error(exc, url=url, phase="response", timeouts=self.timeouts) from None
+            with self._mapped_errors(url):
+                return http.get(url, headers=headers, timeout=limit)  # type: ignore[no-any-return]
         finally:
             if owned:
                 http.close()
@@ -99,7 +59,7 @@ class Client(ClientBase):
         if self._protocol is None:
             with self._detect_lock:
                 if self._protocol is None:
-                    probe = Probe(self.backend)
+                    probe = self._probe()
                     while probe.path is not None:
                         try:
                             probe.answer(self._get(probe.path, 10.0))
@@ -111,12 +71,11 @@ class Client(ClientBase):
     def list_models(self) -> list[str]:
         """The model names the server lists, in its order (GET /api/tags on Ollama, /v1/models otherwise).
         Raises ConfigError if the server lists none, StatusError if it refuses, ConnectError if it is down."""
-        path = MODEL_PATHS[self.protocol]
-        return models_from_response(self.protocol, self._get(path, 30.0), url_for(self.backend, path))
+        return self._models(self.protocol, self._get(MODEL_PATHS[self.protocol], 30.0))
 
     def default_model(self) -> str:
         """The model to use when none is named: the first the server lists (embedding models passed over)."""
-        return pick_model(self.list_models())
+        return self._pick(self.list_models())
 
     def stream(
         self, request: Request, *, headers: Mapping[str, str] | None = None, streaming: bool = True
@@ -169,20 +128,13 @@ class NetworkSource(SourceBase):
             req = self._http.build_request(method, url, content=body, headers=headers, extensions=ext)
             resp = self._resp = self._http.send(req, stream=True)
             if not self._answered(resp):
-                raise response_error(resp, method, url, self._error_body(resp))
+                raise self._refused(
+                    resp, method, url, (resp.content,) if resp.is_stream_consumed else resp.iter_raw()
+                )
         except httpx.HTTPError as exc:
             raise self._mapped(exc, "response") from None
         # a response built with content= (mock transports) is already read; real ones stream
         self._raw = iter((resp.content,)) if resp.is_stream_consumed else resp.iter_raw()
-
-    @staticmethod
-    def _error_body(resp: httpx.Response) -> bytes:
-        buf = bytearray()
-        for chunk in (resp.content,) if resp.is_stream_consumed else resp.iter_raw():
-            buf += chunk
-            if len(buf) >= ERROR_BODY_LIMIT:
-                break
-        return bytes(buf[:ERROR_BODY_LIMIT])
 
     def read(self) -> bytes | None:
         assert self._raw is not None

@@ -6,12 +6,17 @@ share the process: whole-process CPU would blame the client for the server's wor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import threading
 import time
 
+import numpy as np
+import polars as pl
 import psutil
 
-__all__ = ["Monitor"]
+__all__ = ["CLIENT_SHARE_LIMIT", "LoopLag", "Monitor", "client_limited_warning", "client_share"]
 
 
 class Monitor:
@@ -65,3 +70,117 @@ class Monitor:
 
     def process_cpu_percent(self) -> list[float]:
         return list(self._process)
+
+
+# ---- client-overhead attribution --------------------------------------------------------------------------
+# The honest proxy for "how long did a chunk wait in the client before it was stamped": event-loop lag.
+# A callback scheduled every `interval` ms records how late it ran; a chunk arriving while the loop is busy
+# waits about as long as that callback did, because both wait for the same loop. Stamps are taken when the
+# loop gets to the bytes, so this wait is inside every TTFT and ITL the client reports, and invisible there.
+
+CLIENT_SHARE_LIMIT = 0.2  # a run whose client lag is above 20% of its inter-token latency is client-limited
+
+
+class LoopLag:
+    """Samples the running event loop's lag (`asyncio.sleep(interval)` woken late by how much) as
+    (t_ns, lag_ns) pairs on the perf_counter_ns clock. Start and stop from inside the loop being measured."""
+
+    def __init__(self, interval_ms: float = 5.0) -> None:
+        self.interval_ns = int(interval_ms * 1e6)
+        self.t_ns: list[int] = []
+        self.lag_ns: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        step = self.interval_ns / 1e9
+        while True:
+            due = time.perf_counter_ns() + self.interval_ns
+            await asyncio.sleep(step)
+            now = time.perf_counter_ns()
+            self.t_ns.append(now)
+            self.lag_ns.append(max(now - due, 0))
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="workbench-loop-lag")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def summary(self) -> dict[str, float]:
+        """`client_lag_p50_ms`, `client_lag_p99_ms`, `client_lag_max_ms` and the sample count."""
+        lag = np.asarray(self.lag_ns, dtype=np.float64) / 1e6
+        if lag.size == 0:
+            return {"client_lag_samples": 0.0}
+        return {
+            "client_lag_samples": float(lag.size),
+            "client_lag_mean_ms": float(lag.mean()),
+            "client_lag_p50_ms": float(np.quantile(lag, 0.5)),
+            "client_lag_p99_ms": float(np.quantile(lag, 0.99)),
+            "client_lag_max_ms": float(lag.max()),
+        }
+
+    def per_request(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Per request (by `request_id`): `client_lag_ms` (mean loop lag sampled while it streamed),
+        `client_lag_p99_ms`, and `client_share` = mean lag / the request's median ITL."""
+        t = np.asarray(self.t_ns, dtype=np.int64)
+        lag = np.asarray(self.lag_ns, dtype=np.float64) / 1e6
+        ids, means, p99s, shares = [], [], [], []
+        cols = ["request_id", "sent_ns", "end_ns", "itl_ms"]
+        if not all(c in frame.columns for c in cols):
+            return _empty_lag()
+        for rid, sent, end, itl in frame.select(cols).iter_rows():
+            if sent is None or end is None or t.size == 0:
+                continue
+            lo, hi = np.searchsorted(t, sent), np.searchsorted(t, end, side="right")
+            if hi <= lo:
+                continue
+            window = lag[lo:hi]
+            mean = float(window.mean())
+            itl_med = float(np.median(itl)) if itl else math.nan
+            ids.append(rid)
+            means.append(mean)
+            p99s.append(float(np.quantile(window, 0.99)))
+            shares.append(mean / itl_med if itl_med and itl_med > 0 else None)
+        return pl.DataFrame(
+            {"request_id": ids, "client_lag_ms": means, "client_lag_p99_ms": p99s, "client_share": shares},
+            schema=_LAG_SCHEMA,
+        )
+
+
+_LAG_SCHEMA = {
+    "request_id": pl.String(),
+    "client_lag_ms": pl.Float64(),
+    "client_lag_p99_ms": pl.Float64(),
+    "client_share": pl.Float64(),
+}
+
+
+def _empty_lag() -> pl.DataFrame:
+    return pl.DataFrame(schema=_LAG_SCHEMA)
+
+
+def client_share(frame: pl.DataFrame) -> float:
+    """The run's client share: median over measured requests of (loop lag / ITL); NaN without data."""
+    if "client_share" not in frame.columns:
+        return math.nan
+    data = frame.filter(~pl.col("warmup").fill_null(False)) if "warmup" in frame.columns else frame
+    col = data.get_column("client_share").drop_nulls().drop_nans()
+    return float(col.median()) if col.len() else math.nan  # type: ignore[arg-type]
+
+
+def client_limited_warning(frame: pl.DataFrame, limit: float = CLIENT_SHARE_LIMIT) -> str | None:
+    """A warning when the client's own delay is a large share of the inter-token latency it measures."""
+    share = client_share(frame)
+    if not math.isfinite(share) or share <= limit:
+        return None
+    lag = frame.get_column("client_lag_p99_ms").drop_nulls()
+    p99 = float(lag.quantile(0.99) or math.nan) if lag.len() else math.nan
+    return (
+        f"client-limited: the client's event loop ran {share:.0%} of an inter-token gap late (median; "
+        f"lag p99 {p99:.1f} ms, limit {limit:.0%}); TTFT/ITL here describe the client, not the server. "
+        "Use fewer streams per process (--workers N) or a faster client transport"
+    )

@@ -5,6 +5,7 @@ write results (Parquet + JSON sidecar), a Markdown table and an offline HTML rep
     workbench bench --ablation --prompts mixed --limit 30
     workbench bench --url http://127.0.0.1:11434 --model llama3.2 --arrival rate=5,poisson
     workbench bench --sweep concurrency=1,4,16 --synthetic 64 --output-tokens 16
+    workbench bench --sweep concurrency=1,8,64,256 --workers 2 --sim-processes 2 --synthetic 512
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import html
 import os
 import sys
 import time
@@ -82,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--jitter", type=float, help="simulator: relative jitter of the token delay")
     g.add_argument("--max-parallel", type=int, help="simulator: requests served at once (others queue)")
     g.add_argument("--sim", action="append", default=[], metavar="KEY=VALUE", help="any other Profile field")
+    g.add_argument(
+        "--sim-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="simulator: serve from N child processes on one port (SO_REUSEPORT); 0 = in this process",
+    )
     w = p.add_argument_group("workload")
     w.add_argument("--model", default=None, help="model name (default: the first model the server lists)")
     w.add_argument("--prompts", default="mixed", help=f"shipped set: {', '.join(available_prompt_sets())}")
@@ -103,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=int, default=1)
     r.add_argument("--arrival", default="sequential", help="sequential | concurrency=N | rate=R[,poisson]")
     r.add_argument("--sweep", help="concurrency=1,4,16 or rate=10,50[,poisson]: one run per level")
+    r.add_argument(
+        "--workers", type=int, default=1, help="client processes sharing the streams (or the rate schedule)"
+    )
+    r.add_argument(
+        "--executor",
+        default="process",
+        choices=["process", "ray"],
+        help="run --workers as processes or Ray actors",
+    )
     r.add_argument("--warmup", type=int, default=1, help="warm-up requests per variant (excluded)")
     r.add_argument("--no-interleave", action="store_true")
     r.add_argument(
@@ -115,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output directory (default data/results/bench-<time>)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--charts", action=argparse.BooleanOptionalAction, default=True)
+    r.add_argument(
+        "--scenarios",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="KEYS",
+        help="run each toggle's scenario on the simulator (or only KEYS: pool,http2,...) and print the "
+        "one-row-per-toggle table and the seed claims (about 2 minutes, small n per arm)",
+    )
     return p
 
 
@@ -149,15 +176,21 @@ def _server(args: argparse.Namespace) -> Iterator[tuple[Backend, dict[str, Any]]
         yield backend, {"url": backend.url}  # Backend took any user:secret@ out of the URL
         return
     from workbench.simulator import Simulator
+    from workbench.simulator.process import ProcessSimulator
 
     profile = _profile(args)
-    with Simulator(profile, tls=args.tls, http2=args.http2) as sim:
+    sim_cls: Any = Simulator
+    extra: dict[str, Any] = {}
+    if args.sim_processes > 0:
+        sim_cls, extra = ProcessSimulator, {"processes": args.sim_processes}
+    with sim_cls(profile, tls=args.tls, http2=args.http2, **extra) as sim:
         verify = sim.ca_path if sim.ca_path else True
         info = {
             "simulator": True,
             "tls": args.tls,
             "http2": args.http2,
             "profile": dataclasses.asdict(profile),
+            "processes": max(args.sim_processes, 1),
         }
         proto: Literal["openai", "ollama"] = "ollama" if args.protocol == "ollama" else "openai"
         yield Backend(sim.url, protocol=proto, verify=verify, name="simulator"), info
@@ -221,6 +254,36 @@ def _write(run: RunResult, out: Path, title: str, charts: bool) -> None:
     (out / "report.html").write_text(page)
 
 
+def _write_knee(runs: list[RunResult], out: Path, charts: bool) -> None:
+    """Delivered vs offered per level, the knee (first level below 0.9) and the sweep charts."""
+    from workbench.experiments.sweep import knee_line, sweep_charts, sweep_frame
+
+    frame = sweep_frame(runs)
+    if frame.is_empty():
+        return
+    frame.write_csv(out / "sweep_load.csv")
+    cols = ["level", "variant", "offered_tokens_per_s", "delivered_tokens_per_s", "delivered_ratio"]
+    cols += ["ttft_p50_ms", "ttft_p99_ms", "client_lag_p99_ms", "client_share", "client_limited"]
+    print("\n== delivered vs offered ==")
+    print(markdown_table(frame.select(cols)))
+    line = knee_line(frame)
+    print(f"\n{line}")
+    (out / "sweep_knee.txt").write_text(line + "\n")
+    if not charts:
+        return
+    svgs = []
+    for chart in sweep_charts(frame):
+        try:
+            svgs.append(ch.to_svg(chart))
+        except Exception as exc:  # one chart failing must not lose the measured results
+            print(f"chart skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    page = "".join(f"<div>{svg}</div>" for svg in svgs)
+    (out / "sweep.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep</title></head><body>"
+        f"<h1>Sweep</h1><p>{html.escape(line)}</p>{page}</body></html>"
+    )
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -231,6 +294,10 @@ def main(argv: list[str]) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.scenarios is not None:
+        from workbench.experiments.scenario_cli import run_scenarios_cli
+
+        return run_scenarios_cli(args.scenarios, args.out, charts=args.charts)
     variants = ablation_variants() if args.ablation else _variants(args.variants)
     workload = _workload(args)
     slo = _slo(args.slo)
@@ -254,6 +321,8 @@ def _main(args: argparse.Namespace) -> int:
                 block=args.block,
                 slo=slo,
                 baseline="baseline" if "baseline" in variants else None,
+                workers=args.workers,
+                executor=args.executor,
             )
             run.config["server"] = server_info
             run.config["argv"] = redact_argv(sys.argv[1:])
@@ -287,6 +356,7 @@ def _main(args: argparse.Namespace) -> int:
             table.write_csv(out / "sweep.csv")
             print("\n== sweep ==")
             print(markdown_table(table))
+            _write_knee(runs, out, args.charts)
     print(f"\nwrote {out}/ (results.parquet, results.json, report.md, report.html)")
     if all_failed:
         print(f"workbench bench: every request failed ({', '.join(all_failed)}); exit 1", file=sys.stderr)

@@ -257,6 +257,26 @@ def _sections(run: RunResult) -> list[tuple[str, pl.DataFrame]]:
     return out
 
 
+def client_overhead(run: RunResult) -> tuple[bool, str] | None:
+    """(client-limited?, one line): the client's event-loop lag and its share of ITL (issue 13)."""
+    from workbench.experiments._monitor import CLIENT_SHARE_LIMIT, client_share
+
+    share = client_share(run.frame)
+    lag = run.meta.get("client_lag") or {}
+    if not math.isfinite(share) and "client_lag_p99_ms" not in lag:
+        return None
+    limited = math.isfinite(share) and share > CLIENT_SHARE_LIMIT
+    workers = run.config.get("workers", 1)
+    text = (
+        f"client overhead: event-loop lag p99 {float(lag.get('client_lag_p99_ms', math.nan)):.1f} ms, "
+        f"client share {share:.0%} of ITL (client-limited above {CLIENT_SHARE_LIMIT:.0%})"
+        + (f", {workers} worker processes" if workers != 1 else "")
+    )
+    if limited:
+        return True, f"CLIENT-LIMITED run: {text}; TTFT and ITL here describe the client, not the server"
+    return False, text
+
+
 def markdown_report(run: RunResult) -> str:
     cfg = run.config
     wl = cfg.get("workload", {})
@@ -268,6 +288,9 @@ def markdown_report(run: RunResult) -> str:
         f"warm-up {cfg.get('warmup')} per variant (excluded).",
         "",
     ]
+    overhead = client_overhead(run)
+    if overhead is not None:
+        lines += [f"**{overhead[1]}**" if overhead[0] else overhead[1], ""]
     errors = error_section(run)
     if errors is not None:
         lines += ["### Errors", "", f"**{errors[0]}**", "", markdown_table(errors[1]), ""]
@@ -327,6 +350,13 @@ def html_report(run: RunResult, *, charts: list[str] | None = None, title: str =
         )
         + "</p>",
     ]
+    overhead = client_overhead(run)
+    if overhead is not None:
+        cls = " class='warn'" if overhead[0] else ""
+        parts.append(
+            f"<p{cls}>{'<strong>' if overhead[0] else ''}{html.escape(overhead[1])}"
+            f"{'</strong>' if overhead[0] else ''}</p>"
+        )
     errors = error_section(run)
     if errors is not None:
         parts += [

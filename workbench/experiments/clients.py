@@ -6,12 +6,16 @@ variant answers from another one's entries."""
 from __future__ import annotations
 
 from workbench._types import Backend, Timeouts
+from workbench.cache import ResponseCache
 from workbench.client import AsyncClient
 from workbench.optimizations import Optimizations
 
 __all__ = ["make_client"]
 
 
-def make_client(backend: Backend, optimizations: Optimizations, timeouts: Timeouts) -> AsyncClient:
-    """A fresh `AsyncClient` for one variant (the runner's default `ClientFactory`)."""
-    return AsyncClient(backend, optimizations=optimizations, timeouts=timeouts)
+def make_client(
+    backend: Backend, optimizations: Optimizations, timeouts: Timeouts, *, cache: ResponseCache | None = None
+) -> AsyncClient:
+    """A fresh `AsyncClient` for one variant (the runner's default `ClientFactory`). `cache`: use this one
+    (e.g. a disk tier in a folder the user named) instead of the fresh one the client builds."""
+    return AsyncClient(backend, optimizations=optimizations, timeouts=timeouts, cache=cache)

@@ -116,6 +116,7 @@ class RunResult:
         plain = [s for s in stats if s != "paired"]
         seed = int(self.config.get("seed", 0))
         base = baseline or self.config.get("baseline")
+        skip = self.not_exercised if base in (None, self.config.get("baseline")) else {}
         out = comparisons(
             self.frame,
             baseline=base,
@@ -124,13 +125,28 @@ class RunResult:
             level=level,
             seed=seed,
             order=self.variants,
+            not_exercised=skip,
         )
         if "paired" not in stats:
             return out
         paired = paired_comparisons(
-            self.frame, baseline=base, metrics=metrics, level=level, seed=seed, order=self.variants
+            self.frame,
+            baseline=base,
+            metrics=metrics,
+            level=level,
+            seed=seed,
+            order=self.variants,
+            not_exercised=skip,
         )
         return pl.concat([out, paired])
+
+    @property
+    def not_exercised(self) -> dict[str, str]:
+        """Variant -> why its comparison has no ratio: no toggle it changes could act in this run
+        (`workbench.experiments.exercised`; `meta["exercised"]` holds the facts per toggle)."""
+        from workbench.experiments.exercised import not_exercised_variants
+
+        return not_exercised_variants(self.meta.get("exercised") or {}, self.config)
 
     def goodput(self, slo: SLO | None = None) -> pl.DataFrame:
         use = slo or SLO(**(self.config.get("slo") or {"ttft_ms": 500.0}))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import polars as pl
@@ -25,7 +26,8 @@ from workbench._exceptions import StatusError, WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
 from workbench.client import AsyncClient
 from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
-from workbench.experiments._monitor import Monitor
+from workbench.experiments._monitor import LoopLag, Monitor, client_limited_warning
+from workbench.experiments._toggles import arm_run, batches, make_clients, prewarm
 from workbench.experiments.arrivals import (
     Arrival,
     Concurrency,
@@ -35,13 +37,14 @@ from workbench.experiments.arrivals import (
     schedule_ns,
     sleep_until_ns,
 )
-from workbench.experiments.clients import make_client
+from workbench.experiments.exercised import exercised
 from workbench.experiments.results import RunResult, environment
 from workbench.experiments.verdicts import SLO
 from workbench.experiments.workloads import Workload
 from workbench.metrics.frames import to_frame
 from workbench.metrics.recorder import Recorder
 from workbench.optimizations import Optimizations
+from workbench.router import Router
 
 __all__ = [
     "ClientFactory",
@@ -146,6 +149,17 @@ class _Run:
         self.results: list[StreamResult] = []
         self.timings: dict[str, _Timing] = {}
         self.unexpected: list[str] = []
+        # Runner-side toggles (set by acompare; the defaults leave a bare _Run as it was).
+        self.opts: dict[str, Optimizations] = {}
+        self.router: Router | None = None
+        self.tier_clients: dict[tuple[str, str], Any] = {}  # (variant, tier) -> client on another server
+        self.warm_targets: dict[str, list[tuple[Any, str]]] = {}  # variant -> (client, model) to prewarm
+        self.prewarms: dict[str, list[dict[str, Any]]] = {}
+        self._prewarm_locks: dict[str, asyncio.Lock] = {}
+        self.block = 1
+        self.interleave = True
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}
 
     async def watch_stop(self) -> None:
         # threading.Event or asyncio.Event: both have is_set(); polling keeps one code path for both.
@@ -158,9 +172,16 @@ class _Run:
             await asyncio.sleep(0.02)
 
     async def one(
-        self, slot: Slot, request: Request, scheduled_ns: int, sem: asyncio.Semaphore | None
+        self,
+        slot: Slot,
+        request: Request,
+        scheduled_ns: int,
+        sem: asyncio.Semaphore | None,
+        ready_ns: int | None = None,
     ) -> None:
-        timing = _Timing(scheduled_ns, ready_ns=time.perf_counter_ns())
+        """Run one slot. `ready_ns`: when it was handed to a worker pool (its wait for a free worker is
+        `client_queue_ms`); default now."""
+        timing = _Timing(scheduled_ns, ready_ns=time.perf_counter_ns() if ready_ns is None else ready_ns)
         self.timings[request.id] = timing
         if sem is not None:
             await sem.acquire()
@@ -168,8 +189,20 @@ class _Run:
             timing.acquired_ns = time.perf_counter_ns()
             if self.stopping:
                 return
+            # untimed: the variant's first request waits for its warm-up, which is not in the frame
+            await self._prewarm(slot.variant)
+            timing.acquired_ns = time.perf_counter_ns()
+            if self.stopping:
+                return
+            request = self._route(slot.variant, request)
+            v = slot.variant
+            self.in_flight[v] = self.in_flight.get(v, 0) + 1
+            self.max_in_flight[v] = max(self.max_in_flight.get(v, 0), self.in_flight[v])
             rss0 = self.monitor.rss()
-            result = await self._execute(slot.variant, request)
+            try:
+                result = await self._execute(slot.variant, request)
+            finally:
+                self.in_flight[v] -= 1
             timing.rss_delta = self.monitor.rss() - rss0
         finally:
             if sem is not None:
@@ -180,8 +213,28 @@ class _Run:
         if self.on_result is not None:
             self.on_result(slot.variant, result)
 
+    async def _prewarm(self, variant: str) -> None:
+        """`prewarm`: once per variant, before its first request, load each model it may be sent to."""
+        opts = self.opts.get(variant)
+        if opts is None or not opts.prewarm or variant in self.prewarms:
+            return
+        lock = self._prewarm_locks.setdefault(variant, asyncio.Lock())
+        async with lock:  # a worker pool's first N requests all wait for the one warm-up
+            if variant in self.prewarms:
+                return
+            records = [await prewarm(c, model, self.backend) for c, model in self.warm_targets[variant]]
+            self.prewarms[variant] = records
+
+    def _route(self, variant: str, request: Request) -> Request:
+        """With a router: re-address `request` to its tier; the decision's columns ride in its tags."""
+        if self.router is None:
+            return request
+        opts = self.opts.get(variant)
+        routed, _ = self.router.apply(request, fast_path=bool(opts and opts.router_fast_path))
+        return routed
+
     async def _execute(self, variant: str, request: Request) -> StreamResult:
-        client = self.clients[variant]
+        client = self.tier_clients.get((variant, str(request.tags.get("tier"))), self.clients[variant])
         try:
             async with client.stream(request) as s:
                 self.inflight[request.id] = s
@@ -210,15 +263,33 @@ class _Run:
 
 
 async def _drive(
-    run: _Run, arrival: Arrival, slots: Sequence[Slot], requests: Sequence[Request], seed: int
+    run: _Run,
+    arrival: Arrival,
+    slots: Sequence[Slot],
+    requests: Sequence[Request],
+    seed: int,
+    start_ns: int | None = None,
+    offset_ns: int = 0,
 ) -> int:
-    """Send the measured slots as the arrival mode says. Returns the run start (perf_counter_ns)."""
-    t0 = time.perf_counter_ns()
+    """Send the measured slots as the arrival mode says. Returns the run start (perf_counter_ns).
+
+    `start_ns` (worker processes): the shared start instant on the monotonic clock, so every worker's
+    schedule begins together; `offset_ns` shifts this worker's open-loop schedule (its phase in the whole).
+    """
+    if start_ns is not None:
+        await sleep_until_ns(start_ns)
+    t0 = time.perf_counter_ns() if start_ns is None else start_ns
     if isinstance(arrival, Sequential):
-        for slot, req in zip(slots, requests, strict=True):
+        pools = {v: o.concurrency for v, o in run.opts.items()}
+        for batch in batches(
+            [s.variant for s in slots], pools, block=run.block, interleave=run.interleave
+        ):
             if run.stopping:
                 break
-            await run.one(slot, req, time.perf_counter_ns(), None)
+            if len(batch) == 1:
+                await run.one(slots[batch[0]], requests[batch[0]], time.perf_counter_ns(), None)
+            else:
+                await _pool(run, [(slots[i], requests[i]) for i in batch], pools[slots[batch[0]].variant])
     elif isinstance(arrival, Concurrency):
         it = iter(zip(slots, requests, strict=True))
 
@@ -233,7 +304,7 @@ async def _drive(
         offsets = schedule_ns(len(slots), arrival.rate, poisson=arrival.poisson, seed=arrival.seed + seed)
         sem = asyncio.Semaphore(arrival.max_concurrency)
         # A short lead so the first deadline is not already late when the loop gets to it.
-        t0 = time.perf_counter_ns() + 5_000_000
+        t0 = (time.perf_counter_ns() + 5_000_000 if start_ns is None else start_ns) + offset_ns
         tasks: list[asyncio.Task[None]] = []
         for slot, req, off in zip(slots, requests, offsets.tolist(), strict=True):
             if run.stopping:
@@ -243,6 +314,23 @@ async def _drive(
             tasks.append(asyncio.create_task(run.one(slot, req, deadline, sem)))
         await asyncio.gather(*tasks)
     return t0
+
+
+async def _pool(run: _Run, batch: Sequence[tuple[Slot, Request]], n: int) -> None:
+    """`concurrency`: one batch of a variant through a bounded pool of `n` workers. The whole batch is
+    submitted at once (its scheduled and ready time); each worker takes the next request when it is free, so
+    up to `n` are in flight and the wait for a free worker is the request's `client_queue_ms`. Results are
+    put back in submission order when the frame is built."""
+    start = time.perf_counter_ns()
+    it = iter(batch)
+
+    async def worker() -> None:
+        for slot, req in it:  # a shared iterator: the bounded pool
+            if run.stopping:
+                return
+            await run.one(slot, req, start, None, ready_ns=start)
+
+    await asyncio.gather(*(worker() for _ in range(min(n, len(batch)))))
 
 
 def _variants(variants: Mapping[str, Optimizations] | Sequence[Optimizations]) -> dict[str, Optimizations]:
@@ -328,6 +416,12 @@ async def acompare(
     client_factory: ClientFactory | None = None,
     baseline: str | None = None,
     slo: SLO | None = None,
+    router: Router | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int = 1,
+    executor: str = "process",
+    start_gate: Callable[[], Awaitable[int]] | None = None,
+    schedule_offset_ns: int = 0,
 ) -> RunResult:
     """Run every variant over `workload` (`repeats` times), interleaved, and return the measurements.
 
@@ -335,15 +429,42 @@ async def acompare(
     absolute schedule, at most `cap` in flight). `warmup` requests per variant run first, marked
     `warmup=True` and excluded from summaries. `stop` (threading.Event or asyncio.Event) ends the run
     promptly: in-flight streams are cancelled and no new request is sent. A workload without a model runs
-    on the first model the server lists.
+    on the first model the server lists. `workers=N` spreads the streams (or the arrival schedule) over N
+    processes (`executor="process"`) or Ray actors (`executor="ray"`), merged into one result
+    (workbench.experiments.workers). `start_gate`/`schedule_offset_ns` are that module's hooks.
+
+    The runner-side toggles of each variant act here:
+    - `prewarm`: before the variant's first request (warm-up slots included), one untimed warm-up per model
+      it may be sent to, on its own client (`_toggles.prewarm`); kept out of the frame, reported in
+      `meta["prewarm"]`. Variants share the server: a model one variant loaded is warm for the next too.
+    - `concurrency=N`: the variant's bounded worker pool. With the sequential arrival, the variant's
+      requests go out in batches of N x `block` (all of them when not interleaved), each batch through N
+      workers: up to N in flight, the wait for a free worker in `client_queue_ms`, rows in submission order;
+      batches of different variants never overlap (N=1 is the plain sequential run; not interleaved it is a
+      closed loop of N workers). The "concurrency=N" and "rate=R" arrivals set the load for every variant
+      alike and do not use the pool (`meta["exercised"]` then says so).
+    - `router=` (a `workbench.router.Router`; None: no routing): every request goes through
+      `router.apply(request, fast_path=opts.router_fast_path)` before it is sent, to the tier's model (and
+      server: a tier on another URL gets a client of its own); `tier`, `routing_us` and `route_fast_path`
+      land in the frame.
+    - `disk_cache`: in `cache_dir`/<variant> when given (kept across runs and processes: a later run
+      answers from it), else in a temporary folder per variant removed with its client;
+      `meta["disk_cache"]` says which.
     """
+    if workers > 1:
+        from workbench.experiments.workers import arun_workers
+
+        return await arun_workers(
+            workload, variants, backend=backend, workers=workers, executor=executor, repeats=repeats,
+            interleave=interleave, arrival=arrival, warmup=warmup, seed=seed, block=block,
+            timeouts=timeouts, baseline=baseline, slo=slo, stop=stop,
+        )  # fmt: skip
     be = Backend(backend) if isinstance(backend, str) else backend
     named = _variants(variants)
     arr = parse_arrival(arrival)
     to = timeouts or Timeouts()
     if workload.model is None:
         workload = workload.with_options(model=await _listed_model(be, to))
-    factory: ClientFactory = make_client if client_factory is None else client_factory
     slots = plan(
         len(workload),
         list(named),
@@ -363,20 +484,27 @@ async def acompare(
     requests = [make_request(s) for s in slots]
     warm = [(s, r) for s, r in zip(slots, requests, strict=True) if s.warmup]
     measured = [(s, r) for s, r in zip(slots, requests, strict=True) if not s.warmup]
-    clients = {name: factory(be, opt, to) for name, opt in named.items()}
+    clients, tier_clients, disk_meta = make_clients(be, named, to, client_factory, router, cache_dir)
     monitor = Monitor()
     bar = _progress_bar(len(slots), progress, arr.label())
     run = _Run(be, clients, on_event, on_result, stop, bar, monitor)
+    arm_run(run, named, tier_clients, router, str(workload.model), block=block, interleave=interleave)
     watcher = asyncio.create_task(run.watch_stop())
+    lag = LoopLag()
     wall0 = time.perf_counter_ns()
     try:
         monitor.start()
+        lag.start()
         for slot, req in warm:
             if run.stopping:
                 break
             await run.one(slot, req, time.perf_counter_ns(), None)
-        t0 = await _drive(run, arr, [s for s, _ in measured], [r for _, r in measured], seed)
+        start_ns = await start_gate() if start_gate is not None else None
+        t0 = await _drive(
+            run, arr, [s for s, _ in measured], [r for _, r in measured], seed, start_ns, schedule_offset_ns
+        )
     finally:
+        await lag.stop()
         monitor.stop()
         run.stopping = True
         watcher.cancel()
@@ -386,6 +514,7 @@ async def acompare(
             bar.close()
         caches = cache_stats(clients)
         await _close_clients(clients)
+        await _close_clients({f"{v}/{t}": c for (v, t), c in tier_clients.items()})
     wall_s = (time.perf_counter_ns() - wall0) / 1e9
     order = {r.id: i for i, r in enumerate(requests)}
     results = sorted(run.results, key=lambda r: order.get(r.request.id, 0))
@@ -395,6 +524,7 @@ async def acompare(
         (pl.col("sent_lag_ms") + pl.col("ttft_ms")).alias("ttft_from_schedule_ms"),
         (pl.col("sent_lag_ms") + pl.col("e2e_ms")).alias("e2e_from_schedule_ms"),
     )
+    frame = frame.join(lag.per_request(frame), on="request_id", how="left")
     warnings = []
     if run.unexpected:
         warnings.append(f"{len(run.unexpected)} request(s) failed unexpectedly, first: {run.unexpected[0]}")
@@ -404,6 +534,9 @@ async def acompare(
     pool = pool_warning(arr, named)
     if pool:
         warnings.append(pool)
+    limited = client_limited_warning(frame)
+    if limited:
+        warnings.append(limited)
     if run.stopping and stop is not None and stop.is_set():
         warnings.append(f"stopped early: {len(results)} of {len(slots)} requests ran")
     config = {
@@ -431,12 +564,19 @@ async def acompare(
         "wall_s": wall_s,
         "cpu_samples": monitor.loop_cpu_percent(),
         "process_cpu_samples": monitor.process_cpu_percent(),
+        "client_lag": lag.summary(),
+        "t0_ns": t0,
         "rss_start_bytes": monitor.rss_start,
         "rss_end_bytes": monitor.rss_end,
         "warnings": warnings,
         "cache": caches,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "prewarm": run.prewarms,
+        "disk_cache": disk_meta,
+        "max_in_flight": run.max_in_flight,
+        "router": None if router is None else repr(router),
     }
+    meta["exercised"] = exercised(frame, meta, config)
     return RunResult(frame=frame, config=config, meta=meta, results=results)
 
 

@@ -2,12 +2,18 @@
 
 A comparison is stated as an improvement factor (> 1 is better) with a bootstrap CI, and in words: "faster by
 1.8x, 95% CI 1.6-2.0", or "no difference detectable" whenever the interval contains 1.
+
+Streaming figures (tokens/s, TPOT, ITL) are computed from live streams only (cache `off`/`miss`/`bypass`): a
+cache hit is a replay, and its figures go in rows of their own (`tokens_per_s (cache hits)`), never pooled
+with the streams. TTFT and E2E keep every request (a hit is what the user waited), and a verdict over rows
+that mix hits and streams says so. A variant whose toggles could not act in the run (`exercised`) gets
+"not exercised by this workload" instead of a ratio.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,14 +29,40 @@ __all__ = [
     "client_warnings",
     "comparisons",
     "goodput",
+    "is_stream_metric",
+    "live_rows",
     "min_samples",
     "paired_comparisons",
+    "split_stream_metrics",
     "summary_with_ci",
     "verdict",
 ]
 
 COMPARE_METRICS: tuple[str, ...] = ("ttft_ms", "tpot_ms", "e2e_ms", "tokens_per_s")
 HIGHER_IS_BETTER = frozenset({"tokens_per_s", "output_tokens", "connection_reused"})
+# Figures of the token stream itself: a cache hit's replay has its own pacing, so they never pool with hits.
+STREAM_METRICS = frozenset({"tokens_per_s", "tpot_ms", "itl_ms", "itl_p50_ms", "itl_p99_ms"})
+LIVE = ("off", "miss", "bypass")
+HITS = ("exact", "semantic")
+HIT_SUFFIX = " (cache hits)"
+NOT_EXERCISED = "not exercised by this workload"
+
+
+def is_stream_metric(metric: str) -> bool:
+    return metric in STREAM_METRICS or metric.startswith("itl_")
+
+
+def live_rows(frame: pl.DataFrame) -> pl.Expr:
+    """True for live streams (no cache, a miss or a bypass): the rows streaming figures come from."""
+    if "cache" not in frame.columns:
+        return pl.lit(True)
+    return pl.col("cache").is_null() | pl.col("cache").is_in(LIVE)
+
+
+def _hit_rows(frame: pl.DataFrame) -> pl.Expr:
+    if "cache" not in frame.columns:
+        return pl.lit(False)
+    return pl.col("cache").is_in(HITS).fill_null(False)
 
 _WORDS = {True: ("higher", "lower"), False: ("faster", "slower")}
 
@@ -88,13 +120,18 @@ def comparisons(
     n_boot: int = 2000,
     seed: int = 0,
     order: Sequence[str] | None = None,
+    not_exercised: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Each variant against `baseline` (default: the first variant), per metric and stat.
 
     `factor` is the improvement (baseline/variant for latencies, variant/baseline for throughputs), so > 1
-    always means the variant is better. Warm-up rows are excluded.
+    always means the variant is better. Warm-up rows are excluded. Streaming metrics compare live streams
+    only; when both sides have cache hits, `<metric> (cache hits)` rows compare the replays. A TTFT/E2E
+    verdict over rows that mix hits and streams says so. `not_exercised` (variant -> why, see
+    `not_exercised_variants`): those variants get no ratio, only the reason.
     """
     data = _measured(frame)
+    skip = dict(not_exercised or {})
     variants = [v for v in data.get_column("variant").unique(maintain_order=True).to_list() if v is not None]
     if order is not None:
         variants = [v for v in order if v in variants] + [v for v in variants if v not in order]
@@ -104,15 +141,16 @@ def comparisons(
     if base not in variants:
         raise KeyError(f"baseline {base!r} is not among the variants {variants}")
     rows: list[dict[str, Any]] = []
+    live, hits = data.filter(live_rows(data)), data.filter(_hit_rows(data))
     for var in variants:
         if var == base:
             continue
-        for metric in metrics:
-            if metric not in data.columns:
-                continue
-            a, b = _values(data, base, metric), _values(data, var, metric)
-            hib = metric in HIGHER_IS_BETTER
+        for metric, a, b, note in _sides(data, live, hits, base, var, metrics):
+            hib = metric.removesuffix(HIT_SUFFIX) in HIGHER_IS_BETTER
             for stat in stats:
+                if var in skip:
+                    rows.append(_skipped_row(base, var, metric, stat, a.size, b.size, skip[var]))
+                    continue
                 st: Stat = stat  # type: ignore[assignment]
                 if hib:
                     factor, lo, hi = ratio_ci(b, a, stat=st, level=level, n_boot=n_boot, seed=seed)
@@ -123,6 +161,8 @@ def comparisons(
                 words = verdict(factor, lo, hi, higher_is_better=hib, level=level)
                 if not enough:
                     words = f"too few samples for a {stat} verdict (n={min(a.size, b.size)}, need {need})"
+                if note:
+                    words = f"{words} ({note})"
                 rows.append(
                     {
                         "baseline": base,
@@ -141,6 +181,54 @@ def comparisons(
     return pl.DataFrame(rows, schema=_CMP_SCHEMA)
 
 
+def _sides(
+    data: pl.DataFrame,
+    live: pl.DataFrame,
+    hits: pl.DataFrame,
+    base: str,
+    var: str,
+    metrics: Sequence[str],
+) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(metric label, baseline values, variant values, note) for each comparison to make."""
+    out: list[tuple[str, np.ndarray, np.ndarray, str]] = []
+    for metric in metrics:
+        if metric not in data.columns:
+            continue
+        if not is_stream_metric(metric):
+            n_hit = _count(hits, base) + _count(hits, var)
+            n_all = _count(data, base) + _count(data, var)
+            note = f"pools {n_hit} cache hits with {n_all - n_hit} live streams" if 0 < n_hit < n_all else ""
+            out.append((metric, _values(data, base, metric), _values(data, var, metric), note))
+            continue
+        dropped = _count(hits, base) + _count(hits, var)
+        note = f"live streams only; {dropped} cache hits reported apart" if dropped else ""
+        out.append((metric, _values(live, base, metric), _values(live, var, metric), note))
+        ha, hb = _values(hits, base, metric), _values(hits, var, metric)
+        if ha.size and hb.size:
+            out.append((metric + HIT_SUFFIX, ha, hb, "cache-hit replays, not streams"))
+    return out
+
+
+def _count(frame: pl.DataFrame, variant: str) -> int:
+    return frame.filter(pl.col("variant") == variant).height
+
+
+def _skipped_row(base: str, var: str, metric: str, stat: str, na: int, nb: int, why: str) -> dict[str, Any]:
+    return {
+        "baseline": base,
+        "variant": var,
+        "metric": metric,
+        "stat": stat,
+        "n_baseline": na,
+        "n_variant": nb,
+        "factor": math.nan,
+        "ci_lo": math.nan,
+        "ci_hi": math.nan,
+        "significant": False,
+        "verdict": f"{NOT_EXERCISED}: {why}",
+    }
+
+
 def paired_comparisons(
     frame: pl.DataFrame,
     *,
@@ -150,6 +238,7 @@ def paired_comparisons(
     n_boot: int = 2000,
     seed: int = 0,
     order: Sequence[str] | None = None,
+    not_exercised: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Paired by prompt: the same prompt (and repeat) under the baseline and the variant form one pair.
 
@@ -168,16 +257,22 @@ def paired_comparisons(
         return pl.DataFrame(schema=_CMP_SCHEMA)
     base = baseline if baseline is not None else variants[0]
     rows: list[dict[str, Any]] = []
+    skip = dict(not_exercised or {})
+    live = data.filter(live_rows(data))
     for var in variants:
         if var == base:
             continue
         for metric in metrics:
             if metric not in data.columns:
                 continue
-            a = data.filter(pl.col("variant") == base).select(
+            if var in skip:
+                rows.append(_skipped_row(base, var, metric, "paired_geomean", 0, 0, skip[var]))
+                continue
+            src = live if is_stream_metric(metric) else data  # a hit paired with a stream is no pair
+            a = src.filter(pl.col("variant") == base).select(
                 *keys, pl.col(metric).cast(pl.Float64).alias("a")
             )
-            b = data.filter(pl.col("variant") == var).select(
+            b = src.filter(pl.col("variant") == var).select(
                 *keys, pl.col(metric).cast(pl.Float64).alias("b")
             )
             pairs = a.join(b, on=keys).drop_nulls().filter((pl.col("a") > 0) & (pl.col("b") > 0))
@@ -237,7 +332,10 @@ def summary_with_ci(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pl.DataFrame:
-    """`metrics.summarize` per variant plus `<stat>_lo` / `<stat>_hi` bootstrap bounds (mean, percentiles)."""
+    """`metrics.summarize` per variant plus `<stat>_lo` / `<stat>_hi` bootstrap bounds (mean, percentiles).
+
+    Streaming metrics summarise live streams only; hits get `<metric> (cache hits)` rows of their own."""
+    frame, metrics = split_stream_metrics(frame, metrics)
     present = [m for m in metrics if m in frame.columns]
     base = summarize(frame, by="variant", metrics=present)
     data = _measured(frame)
@@ -252,6 +350,23 @@ def summary_with_ci(
             extra[f"{name}_lo"].append(lo)
             extra[f"{name}_hi"].append(hi)
     return base.with_columns(*[pl.Series(k, v, dtype=pl.Float64()) for k, v in extra.items()])
+
+
+def split_stream_metrics(frame: pl.DataFrame, metrics: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """`frame` with each streaming metric kept for live streams only, plus a `<metric> (cache hits)` column
+    holding the hits' values (when there are hits), and the metric list that goes with it."""
+    out = list(metrics)
+    stream = [m for m in metrics if m in frame.columns and is_stream_metric(m)]
+    if not stream or "cache" not in frame.columns:
+        return frame, out
+    live, hit = live_rows(frame), _hit_rows(frame)
+    any_hit = frame.select(hit.any()).item()
+    cols = [pl.when(live).then(pl.col(m)).otherwise(None).alias(m) for m in stream]
+    if any_hit:
+        cols += [pl.when(hit).then(pl.col(m)).otherwise(None).alias(m + HIT_SUFFIX) for m in stream]
+        for m in stream:
+            out.insert(out.index(m) + 1, m + HIT_SUFFIX)
+    return frame.with_columns(cols), out
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from workbench._exceptions import MalformedStreamError, StreamError
+from workbench._exceptions import MalformedStreamError, StreamError, TruncatedStreamError
 from workbench._types import (
     Choice,
     ChoiceDelta,
     DoneEvent,
     ReasoningDelta,
+    Request,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -24,11 +26,14 @@ from workbench._types import (
 __all__ = [
     "Completion",
     "Parser",
+    "ParserState",
     "PreparedRequest",
     "arguments_text",
     "error_text",
     "malformed",
     "parse_error_body",
+    "request_body",
+    "sampling",
     "snippet",
 ]
 
@@ -55,6 +60,50 @@ class Parser(Protocol):
     def flush(self, t_ns: int = 0) -> list[StreamEvent]: ...
 
     def close(self, t_ns: int = 0) -> list[StreamEvent]: ...
+
+
+class ParserState(ABC):
+    """The end-of-stream flag, error stashing and `close()` both protocols' parsers share.
+
+    An error found after other events in the same read is stashed and raised on the next call, so the
+    events before it are not lost; the client checks `.error` after each feed to raise it at once.
+    """
+
+    __slots__ = ("_done", "_error")
+    # the TruncatedStreamError message when the body ends before the protocol's end marker
+    _ENDED_EARLY: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._done = False
+        self._error: StreamError | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def error(self) -> StreamError | None:
+        return self._error
+
+    def _fail(self, exc: StreamError, events: list[StreamEvent]) -> list[StreamEvent]:
+        self._error = exc
+        if events:
+            return events
+        raise exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    @abstractmethod
+    def flush(self, t_ns: int = 0) -> list[StreamEvent]: ...
+
+    def close(self, t_ns: int = 0) -> list[StreamEvent]:
+        events = self.flush(t_ns)
+        self._check()
+        if not self._done:
+            raise TruncatedStreamError(self._ENDED_EARLY)
+        return events
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +142,36 @@ class Completion:
         finishes = {c.index: c.finish_reason for c in self.choices if c.finish_reason}
         out.append(DoneEvent(self.finish_reason, self.server, t_ns, finishes))
         return out
+
+
+def request_body(
+    request: Request, *, stream: bool, chat_path: str, generate_path: str
+) -> tuple[str, dict[str, Any]]:
+    """The path and the body's common start: model, stream flag, then messages and tools (chat) or prompt."""
+    body: dict[str, Any] = {"model": request.model, "stream": stream}
+    if request.endpoint == "chat":
+        body["messages"] = [m.as_dict() for m in request.messages]
+        if request.tools:
+            body["tools"] = [dict(t) for t in request.tools]
+        return chat_path, body
+    body["prompt"] = request.prompt
+    return generate_path, body
+
+
+def sampling(request: Request, max_tokens_key: str) -> dict[str, Any]:
+    """The sampling settings the request sets, under the protocol's names (`max_tokens_key` differs)."""
+    out: dict[str, Any] = {}
+    for key, value in (
+        ("temperature", request.temperature),
+        ("top_p", request.top_p),
+        ("seed", request.seed),
+        (max_tokens_key, request.max_tokens),
+    ):
+        if value is not None:
+            out[key] = value
+    if request.stop:
+        out["stop"] = list(request.stop)
+    return out
 
 
 def arguments_text(value: Any) -> str:

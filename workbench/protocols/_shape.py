@@ -13,9 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from workbench._exceptions import MalformedStreamError
 from workbench._types import Usage
-from workbench.protocols._common import arguments_text, snippet
+from workbench.protocols._common import arguments_text, malformed, snippet
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -23,6 +25,7 @@ __all__ = [
     "OPENAI_USAGE",
     "OpenAIChoice",
     "OpenAIPiece",
+    "baseline_object",
     "check_utf8",
     "list_index",
     "loads_like_baseline",
@@ -30,6 +33,7 @@ __all__ = [
     "ollama_parts",
     "openai_pieces",
     "openai_record",
+    "reply_object",
     "too_large",
     "usage_ok",
     "wrong",
@@ -104,6 +108,30 @@ def loads_like_baseline(data: bytes | bytearray, what: str, orjson_error: Except
         return json.loads(bytes(data).decode())
     except ValueError:  # UnicodeDecodeError included
         raise MalformedStreamError(f"malformed {what}: {orjson_error}; received {snippet(data)}") from None
+
+
+def baseline_object(text: str, what: str) -> dict[str, Any]:
+    """A line or payload read as a typical client reads it (UTF-8 checked, json.loads): a JSON object."""
+    if not text.isascii():
+        check_utf8(text, what)
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise malformed(what, text, exc) from None
+    if not isinstance(obj, dict):
+        raise malformed(f"{what} (not an object)", text)
+    return obj
+
+
+def reply_object(body: bytes, what: str) -> dict[str, Any]:
+    """A whole non-streaming reply body, which must be a JSON object."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise malformed(what, body, exc) from None
+    if not isinstance(obj, dict):
+        raise malformed(f"{what} (not an object)", body)
+    return obj
 
 
 def _count_ok(value: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 import zstandard
@@ -25,8 +26,18 @@ ACCEPT_ENCODING = "gzip, deflate, zstd"
 
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 # Media types no streaming server sends for a chat stream: a file, a picture, a document.
-_NOT_A_STREAM = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip",
-                 "application/gzip", "application/x-gzip", "application/zstd", "multipart/")
+_NOT_A_STREAM = (
+    "image/",
+    "audio/",
+    "video/",
+    "font/",
+    "application/pdf",
+    "application/zip",
+    "application/gzip",
+    "application/x-gzip",
+    "application/zstd",
+    "multipart/",
+)
 _HTML_START = re.compile(rb"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body|title)[\s>]", re.I | re.S)
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.I | re.S)
 _URL_HINT = (
@@ -88,14 +99,29 @@ def _corrupt(encoding: str, exc: Exception) -> MalformedStreamError:
     )
 
 
-class _Zlib:
-    """gzip (wbits 31), zlib-wrapped deflate (15) or raw deflate (-15), several members one after another
-    (a gzip stream may hold several; a server flushing per chunk still sends one)."""
+class _Decompressor(Protocol):
+    """zlib's and zstandard's decompress objects, as far as `_Members` uses them."""
 
-    def __init__(self, encoding: str, wbits: int) -> None:
-        self._encoding = encoding
-        self._wbits = wbits
-        self._obj = zlib.decompressobj(wbits)
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+class _Members(ABC):
+    """A compressed body of several members one after another (gzip members, zstd frames): a fresh
+    decompress object takes the bytes after each member's end."""
+
+    _encoding: str
+    _errors: type[Exception]
+    _obj: _Decompressor
+
+    @abstractmethod
+    def _next(self) -> _Decompressor:
+        """A fresh decompress object for the next member."""
 
     def __call__(self, data: bytes) -> bytes:
         out = []
@@ -105,14 +131,31 @@ class _Zlib:
                 if not self._obj.eof:
                     break
                 data = self._obj.unused_data
-                self._obj = zlib.decompressobj(self._wbits)
-        except zlib.error as exc:
+                self._obj = self._next()
+        except self._errors as exc:
             raise _corrupt(self._encoding, exc) from None
         return b"".join(out)
 
+
+class _Zlib(_Members):
+    """gzip (wbits 31), zlib-wrapped deflate (15) or raw deflate (-15), several members one after another
+    (a gzip stream may hold several; a server flushing per chunk still sends one)."""
+
+    _errors = zlib.error
+
+    def __init__(self, encoding: str, wbits: int) -> None:
+        self._encoding = encoding
+        self._wbits = wbits
+        # the same object as `_obj`, under zlib's own type for `flush()`
+        self._zlib = self._obj = zlib.decompressobj(wbits)
+
+    def _next(self) -> _Decompressor:
+        self._zlib = zlib.decompressobj(self._wbits)
+        return self._zlib
+
     def flush(self) -> bytes:
         try:
-            return self._obj.flush()
+            return self._zlib.flush()
         except zlib.error as exc:
             raise _corrupt(self._encoding, exc) from None
 
@@ -141,25 +184,18 @@ class _Deflate:
         return self._inner.flush()
 
 
-class _Zstd:
+class _Zstd(_Members):
     """zstd, frame after frame (a server may end a frame per flush)."""
+
+    _encoding = "zstd"
+    _errors = zstandard.ZstdError
 
     def __init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
         self._obj = self._dctx.decompressobj()
 
-    def __call__(self, data: bytes) -> bytes:
-        out = []
-        try:
-            while data:
-                out.append(self._obj.decompress(data))
-                if not self._obj.eof:
-                    break
-                data = self._obj.unused_data
-                self._obj = self._dctx.decompressobj()
-        except zstandard.ZstdError as exc:
-            raise _corrupt("zstd", exc) from None
-        return b"".join(out)
+    def _next(self) -> _Decompressor:
+        return self._dctx.decompressobj()
 
     def flush(self) -> bytes:
         return b""  # zstd hands out all it can decode at once; a cut frame's rest is lost with the stream

@@ -10,7 +10,6 @@ nanosecond durations (`load_duration` is the model load a cold request paid). Un
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -33,14 +32,24 @@ from workbench._types import (
     Usage,
     UsageEvent,
 )
-from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed, snippet
+from workbench.protocols._common import (
+    Completion,
+    ParserState,
+    PreparedRequest,
+    error_text,
+    malformed,
+    request_body,
+    sampling,
+    snippet,
+)
 from workbench.protocols._lines import LineDecoder
 from workbench.protocols._shape import (
     DEFAULT_MAX_EVENT_BYTES,
-    check_utf8,
+    baseline_object,
     loads_like_baseline,
     ollama_call,
     ollama_parts,
+    reply_object,
     too_large,
 )
 
@@ -69,26 +78,8 @@ _TOP_LEVEL = frozenset(
 
 
 def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
-    body: dict[str, Any] = {"model": request.model, "stream": stream}
-    if request.endpoint == "chat":
-        path = "/api/chat"
-        body["messages"] = [m.as_dict() for m in request.messages]
-        if request.tools:
-            body["tools"] = [dict(t) for t in request.tools]
-    else:
-        path = "/api/generate"
-        body["prompt"] = request.prompt
-    options: dict[str, Any] = {}
-    for key, value in (
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("seed", request.seed),
-        ("num_predict", request.max_tokens),
-    ):
-        if value is not None:
-            options[key] = value
-    if request.stop:
-        options["stop"] = list(request.stop)
+    path, body = request_body(request, stream=stream, chat_path="/api/chat", generate_path="/api/generate")
+    options = sampling(request, "num_predict")
     for key, value in request.options.items():
         if key in _TOP_LEVEL:
             body[key] = value
@@ -107,7 +98,6 @@ def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
 # same with `thinking` read. Tool calls (rare, sent whole) are left to the orjson path: any `tool_calls` key
 # but null is a schema error in both.
 if msgspec is not None:
-
     _Absent = msgspec.UnsetType | None
 
     class _Message(msgspec.Struct, gc=False):
@@ -158,37 +148,15 @@ def _parts(obj: Mapping[str, Any], line: bytes | bytearray | str) -> tuple[str |
     return ollama_parts(obj, line)
 
 
-class _Base:
-    """Shared end-of-stream and error-stashing logic.
+class _Base(ParserState):
+    """Tool-call numbering on top of the shared end-of-stream and error-stashing state."""
 
-    An error found after other events in the same read is stashed and raised on the next call, so the
-    events before it are not lost; the client checks `.error` after each feed to raise it at once.
-    """
-
-    __slots__ = ("_calls", "_done", "_error")
+    __slots__ = ("_calls",)
+    _ENDED_EARLY = "the Ollama stream ended before its final `done: true` object (connection closed early)"
 
     def __init__(self) -> None:
-        self._done = False
-        self._error: StreamError | None = None
+        super().__init__()
         self._calls = 0  # tool calls seen so far: Ollama sends each whole, numbered here in stream order
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def error(self) -> StreamError | None:
-        return self._error
-
-    def _fail(self, exc: StreamError, events: list[StreamEvent]) -> list[StreamEvent]:
-        self._error = exc
-        if events:
-            return events
-        raise exc
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
 
     def _output(
         self,
@@ -212,11 +180,6 @@ class _Base:
     @staticmethod
     def _cut(line: bytes | bytearray | str) -> TruncatedStreamError:
         return TruncatedStreamError(f"the Ollama stream was cut in the middle of a line: {snippet(line)}")
-
-    def _truncated(self) -> TruncatedStreamError:
-        return TruncatedStreamError(
-            "the Ollama stream ended before its final `done: true` object (connection closed early)"
-        )
 
 
 class FastParser(_Base):
@@ -383,13 +346,6 @@ class FastParser(_Base):
                 return self._fail(exc, events)
         return events
 
-    def close(self, t_ns: int = 0) -> list[StreamEvent]:
-        events = self.flush(t_ns)
-        self._check()
-        if not self._done:
-            raise self._truncated()
-        return events
-
 
 _JSON_SPACE = " \t\n\r\x0b\x0c"  # what bytes.isspace (the fast parser's blank-line test) takes for space
 
@@ -436,14 +392,7 @@ class BaselineParser(_Base):
 
     @staticmethod
     def _chunk(line: str) -> dict[str, Any]:
-        if not line.isascii():
-            check_utf8(line, "Ollama NDJSON line")
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise malformed("Ollama NDJSON line", line, exc) from None
-        if not isinstance(obj, dict):
-            raise malformed("Ollama NDJSON line (not an object)", line)
+        obj = baseline_object(line, "Ollama NDJSON line")
         if "error" in obj:
             raise ServerStreamError(f"the server reported an error mid-stream: {error_text(obj['error'])}")
         message = obj.get("message")
@@ -477,22 +426,10 @@ class BaselineParser(_Base):
         self._check()
         return events
 
-    def close(self, t_ns: int = 0) -> list[StreamEvent]:
-        events = self.flush(t_ns)
-        self._check()
-        if not self._done:
-            raise self._truncated()
-        return events
-
 
 def parse_completion(body: bytes) -> Completion:
     """A non-streaming /api/chat or /api/generate reply (text, thinking, tool calls, server figures)."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise malformed("Ollama reply", body, exc) from None
-    if not isinstance(obj, dict):
-        raise malformed("Ollama reply (not an object)", body)
+    obj = reply_object(body, "Ollama reply")
     if "error" in obj:
         raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
     text, thinking, calls = ollama_parts(obj, body, "Ollama reply")

@@ -21,7 +21,6 @@ what becomes of it (tests/protocols/wire/ holds one recorded body per server):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -32,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover
     msgspec = None  # type: ignore[assignment]
 
-from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError, TruncatedStreamError
+from workbench._exceptions import MalformedStreamError, ServerStreamError, StreamError
 from workbench._types import (
     Choice,
     ChoiceDelta,
@@ -46,17 +45,26 @@ from workbench._types import (
     Usage,
     UsageEvent,
 )
-from workbench.protocols._common import Completion, PreparedRequest, error_text, malformed
+from workbench.protocols._common import (
+    Completion,
+    ParserState,
+    PreparedRequest,
+    error_text,
+    malformed,
+    request_body,
+    sampling,
+)
 from workbench.protocols._lines import LineDecoder
 from workbench.protocols._shape import (
     DEFAULT_MAX_EVENT_BYTES,
     OPENAI_USAGE,
     OpenAIPiece,
-    check_utf8,
+    baseline_object,
     list_index,
     loads_like_baseline,
     openai_pieces,
     openai_record,
+    reply_object,
     usage_ok,
 )
 from workbench.protocols.sse import SSEFramer, TextSSEFramer
@@ -69,25 +77,10 @@ _NO_PIECES: list[_Piece] = []  # shared, never mutated
 
 
 def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
-    body: dict[str, Any] = {"model": request.model, "stream": stream}
-    if request.endpoint == "chat":
-        path = "/v1/chat/completions"
-        body["messages"] = [m.as_dict() for m in request.messages]
-        if request.tools:
-            body["tools"] = [dict(t) for t in request.tools]
-    else:
-        path = "/v1/completions"
-        body["prompt"] = request.prompt
-    for key, value in (
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("seed", request.seed),
-        ("max_tokens", request.max_tokens),
-    ):
-        if value is not None:
-            body[key] = value
-    if request.stop:
-        body["stop"] = list(request.stop)
+    path, body = request_body(
+        request, stream=stream, chat_path="/v1/chat/completions", generate_path="/v1/completions"
+    )
+    body.update(sampling(request, "max_tokens"))
     if stream and request.include_usage:
         body["stream_options"] = {"include_usage": True}
     body.update(request.options)
@@ -101,7 +94,6 @@ def build_request(request: Request, *, stream: bool = True) -> PreparedRequest:
 # refusal, ...), timings (any value but null), a choice index other than 0 and several choices are schema
 # errors there. Rich: every field events come from.
 if msgspec is not None:
-
     _Absent = msgspec.UnsetType | None
 
     class _LeanDelta(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -168,37 +160,19 @@ def _record(obj: dict[str, Any], payload: bytes | str) -> dict[str, Any]:
     return openai_record(obj, payload)
 
 
-class _Base:
-    """End-of-stream state, finish reasons, server figures and error stashing (see ollama._Base)."""
+class _Base(ParserState):
+    """Finish reasons and server figures on top of the shared end-of-stream and error-stashing state."""
 
-    __slots__ = ("_done", "_error", "_finish", "_finishes", "_multi", "_server", "_timings")
+    __slots__ = ("_finish", "_finishes", "_multi", "_server", "_timings")
+    _ENDED_EARLY = "the OpenAI stream ended before `data: [DONE]` (connection closed early)"
 
     def __init__(self) -> None:
-        self._done = False
-        self._error: StreamError | None = None
+        super().__init__()
         self._finish: str | None = None
         self._finishes: dict[int, str] = {}
         self._multi = False
         self._server: dict[str, Any] = {}
         self._timings: dict[str, Any] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    @property
-    def error(self) -> StreamError | None:
-        return self._error
-
-    def _fail(self, exc: StreamError, events: list[StreamEvent]) -> list[StreamEvent]:
-        self._error = exc
-        if events:
-            return events
-        raise exc
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
 
     def _choice(
         self,
@@ -230,6 +204,15 @@ class _Base:
             if not index:
                 self._finish = finish
 
+    def _object(self, obj: Any, payload: bytes | str, t_ns: int, events: list[StreamEvent]) -> None:
+        """A chunk decoded by either path's JSON reader: checked, its server figures kept once, emitted."""
+        if type(obj) is not dict:
+            raise malformed("OpenAI SSE chunk (not an object)", payload)
+        rec = _record(obj, payload)
+        if not self._server and "id" in obj:
+            self._server = _first(obj)
+        self._emit(rec, t_ns, events)
+
     def _emit(self, rec: dict[str, Any], t_ns: int, events: list[StreamEvent]) -> None:
         """Events from a `_record`."""
         for index, _, text, reasoning, pieces, finish in rec["choices"]:
@@ -251,13 +234,6 @@ class _Base:
         if self._timings is not None:
             server["timings"] = self._timings
         return DoneEvent(self._finish, server, t_ns, dict(self._finishes) if self._multi else {})
-
-    def _close(self) -> None:
-        self._check()
-        if not self._done:
-            raise TruncatedStreamError(
-                "the OpenAI stream ended before `data: [DONE]` (connection closed early)"
-            )
 
 
 def _first(obj: dict[str, Any]) -> dict[str, Any]:
@@ -383,23 +359,13 @@ class FastParser(_Base):
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             obj = loads_like_baseline(payload, "OpenAI SSE chunk", exc)
-        if type(obj) is not dict:
-            raise malformed("OpenAI SSE chunk (not an object)", payload)
-        rec = _record(obj, payload)
-        if not self._server and "id" in obj:
-            self._server = _first(obj)
-        self._emit(rec, t_ns, events)
+        self._object(obj, payload, t_ns, events)
 
     def flush(self, t_ns: int = 0) -> list[StreamEvent]:
         self._check()
         if self._done:
             return []
         return self._payloads(self._sse.flush(), t_ns)
-
-    def close(self, t_ns: int = 0) -> list[StreamEvent]:
-        events = self.flush(t_ns)
-        self._close()
-        return events
 
 
 class BaselineParser(_Base):
@@ -438,18 +404,7 @@ class BaselineParser(_Base):
         return events
 
     def _chunk(self, payload: str, t_ns: int, events: list[StreamEvent]) -> None:
-        if not payload.isascii():
-            check_utf8(payload, "OpenAI SSE chunk")
-        try:
-            obj = json.loads(payload)
-        except ValueError as exc:
-            raise malformed("OpenAI SSE chunk", payload, exc) from None
-        if not isinstance(obj, dict):
-            raise malformed("OpenAI SSE chunk (not an object)", payload)
-        rec = _record(obj, payload)
-        if not self._server and "id" in obj:
-            self._server = _first(obj)
-        self._emit(rec, t_ns, events)
+        self._object(baseline_object(payload, "OpenAI SSE chunk"), payload, t_ns, events)
 
     def flush(self, t_ns: int = 0) -> list[StreamEvent]:
         self._check()
@@ -461,11 +416,6 @@ class BaselineParser(_Base):
             return self._fail(self._sse.overflow, [])
         return self._payloads(self._sse.feed_lines(lines) + self._sse.flush(), t_ns)
 
-    def close(self, t_ns: int = 0) -> list[StreamEvent]:
-        events = self.flush(t_ns)
-        self._close()
-        return events
-
 
 def _calls(message: Mapping[str, Any], pos: int, body: bytes) -> tuple[ToolCall, ...]:
     """A whole reply's `message.tool_calls`."""
@@ -476,12 +426,7 @@ def _calls(message: Mapping[str, Any], pos: int, body: bytes) -> tuple[ToolCall,
 
 def parse_completion(body: bytes) -> Completion:
     """A non-streaming /v1/chat/completions or /v1/completions reply (every choice, reasoning, tool calls)."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise malformed("OpenAI reply", body, exc) from None
-    if not isinstance(obj, dict):
-        raise malformed("OpenAI reply (not an object)", body)
+    obj = reply_object(body, "OpenAI reply")
     if obj.get("error"):
         raise ServerStreamError(f"the server reported an error: {error_text(obj['error'])}")
     raw = obj.get("choices") or []

@@ -217,38 +217,36 @@ class TextSSEFramer:
         for line in lines:
             if not line:
                 self._size = 0
-                if self._data:
-                    out.append("\n".join(self._data))
-                    self._data = []
+                self._dispatch(out)
                 continue
             self._size += _nbytes(line) + 1
             if self._size > self._max:
                 shown = self._data[0] if self._data else line
                 self._fail(self._size, shown.encode("utf-8", "surrogateescape"))
                 return out
-            if line.startswith(":"):
-                continue
-            name, sep, value = line.partition(":")
-            if sep and value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
+            self._field(line)
         return out
 
     def _lines(self, lines: list[str], out: list[str]) -> None:
         for line in lines:
-            if not line:
-                if self._data:
-                    out.append("\n".join(self._data))
-                    self._data = []
-                continue
-            if line.startswith(":"):
-                continue
-            name, sep, value = line.partition(":")
-            if sep and value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
+            if line:
+                self._field(line)
+            else:
+                self._dispatch(out)
+
+    def _field(self, line: str) -> None:
+        """A non-blank line: a `data` field's value joins the open event; comments and other fields do not."""
+        if line.startswith(":"):
+            return
+        name, sep, value = line.partition(":")
+        if name == "data":
+            self._data.append(value[1:] if sep and value.startswith(" ") else value)
+
+    def _dispatch(self, out: list[str]) -> None:
+        """A blank line ends the open event: its data lines, joined, are a payload (none if it had none)."""
+        if self._data:
+            out.append("\n".join(self._data))
+            self._data = []
 
     def check_pending(self, pending_bytes: int, head: Callable[[], bytes]) -> None:
         """The event so far plus the unfinished line the line decoder holds (`head()`: its first bytes)."""
@@ -261,8 +259,6 @@ class TextSSEFramer:
         self._data = []
 
     def flush(self) -> list[str]:
-        if self._data:
-            out = ["\n".join(self._data)]
-            self._data = []
-            return out
-        return []
+        out: list[str] = []
+        self._dispatch(out)
+        return out

@@ -271,43 +271,28 @@ def _features(last: str, total_chars: int, user_turns: int) -> Features:
 
 def score_features(f: Features, weights: Mapping[str, float] = WEIGHTS) -> Score:
     """Sum the points of the features that fired. Length and depth tiers are exclusive (long beats medium)."""
-    fired: list[str] = []
-    if f.tokens >= LONG_TOKENS:
-        fired.append("long_prompt")
-    elif f.tokens >= MEDIUM_TOKENS:
-        fired.append("medium_prompt")
-    if f.code_blocks:
-        fired.append("code_block")
-    if f.code_task:
-        fired.append("code_task")
-    if f.code_keywords >= 2:
-        fired.append("code_keywords")
-    if f.symbol_share >= SYMBOL_SHARE:
-        fired.append("code_symbols")
-    if f.latex:
-        fired.append("latex")
-    if f.math_terms:
-        fired.append("math_terms")
-        if f.math_terms >= 2:
-            fired.append("math_terms_many")
-    if f.math_task:
-        fired.append("math_task")
-    if f.math_exprs >= 2:
-        fired.append("math_expr")
-    if f.reasoning_strong:
-        fired.append("reasoning_strong")
-    elif f.reasoning_weak:
+    # (feature, whether it fired) in the order of `reasons`; a tier's lower step holds only below the upper
+    rules = (
+        ("long_prompt", f.tokens >= LONG_TOKENS),
+        ("medium_prompt", MEDIUM_TOKENS <= f.tokens < LONG_TOKENS),
+        ("code_block", f.code_blocks),
+        ("code_task", f.code_task),
+        ("code_keywords", f.code_keywords >= 2),
+        ("code_symbols", f.symbol_share >= SYMBOL_SHARE),
+        ("latex", f.latex),
+        ("math_terms", f.math_terms),
+        ("math_terms_many", f.math_terms >= 2),
+        ("math_task", f.math_task),
+        ("math_expr", f.math_exprs >= 2),
+        ("reasoning_strong", f.reasoning_strong),
         # "why"/"explain" add little next to a strong cue, so only one of the two counts.
-        fired.append("reasoning_weak")
-    if f.questions >= 2:
-        fired.append("multi_question")
-    if f.long_form:
-        fired.append("long_form")
-    if f.constraint_lines >= 3:
-        fired.append("constraints")
-    if f.user_turns >= DEEP_TURNS:
-        fired.append("deep_conversation")
-    elif f.user_turns >= 2:
-        fired.append("some_conversation")
+        ("reasoning_weak", f.reasoning_weak and not f.reasoning_strong),
+        ("multi_question", f.questions >= 2),
+        ("long_form", f.long_form),
+        ("constraints", f.constraint_lines >= 3),
+        ("deep_conversation", f.user_turns >= DEEP_TURNS),
+        ("some_conversation", 2 <= f.user_turns < DEEP_TURNS),
+    )
+    fired = [name for name, hit in rules if hit]
     reasons = tuple((name, weights.get(name, 0.0)) for name in fired)
     return Score(round(sum(p for _, p in reasons), 6), reasons)

@@ -29,9 +29,11 @@ def main(argv: list[str]) -> int:
         port=spec["port"],
         history=spec["history"],
         control=True,
+        reuse_port=bool(spec.get("reuse_port", False)),
     )
     with sim:
-        sys.stdout.write(orjson.dumps({"url": sim.url, "ca_path": sim.ca_path}).decode() + "\n")
+        info = {"url": sim.url, "ca_path": sim.ca_path, "control_url": sim.control_url}
+        sys.stdout.write(orjson.dumps(info).decode() + "\n")
         sys.stdout.flush()
         # Blocks until the parent closes our stdin (or dies).
         sys.stdin.buffer.read()

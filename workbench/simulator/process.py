@@ -7,6 +7,10 @@ Emit stamps stay comparable with the parent's `time.perf_counter_ns()`: on Linux
 system-wide monotonic clock, the same in every process.
 
 The child exits when the parent closes its stdin (also when the parent dies), so no server is left behind.
+
+`processes=N` serves one port from N child processes (SO_REUSEPORT: the kernel spreads the connections over
+them), so a many-stream benchmark is not limited by one server process's interpreter. Each child also listens
+on a private port, through which its own ground truth is asked; `stats()` sums the children's counters.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import ssl
 import subprocess
 import sys
+import time
 from types import TracebackType
 from typing import Any, Literal
 
@@ -41,17 +46,46 @@ class ProcessSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         history: int = 10_000,
+        processes: int = 1,
     ) -> None:
         self.profile = profile if profile is not None else Profile()
         self.tls, self.http2, self.host, self._port, self._history = tls, http2, host, port, history
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        if processes > 1 and tls:
+            # each child would mint its own CA; a client could trust only one of them
+            raise ValueError("processes > 1 serves plain HTTP only; use tls=False or processes=1")
+        self.processes = processes
         self._proc: subprocess.Popen[bytes] | None = None
+        self._siblings: list[subprocess.Popen[bytes]] = []
         self._url = ""
         self._ca_path: str | None = None
         self._http: httpx.Client | None = None
+        self._controls: list[httpx.Client] = []
 
     def start(self, timeout_s: float = 30.0) -> ProcessSimulator:
         if self._proc is not None:
             return self
+        try:
+            self._proc, info = self._spawn(self._port, timeout_s)
+            self._url, self._ca_path = info["url"], info["ca_path"]
+            controls = [info["control_url"]]
+            port = int(self._url.rsplit(":", 1)[1])
+            for _ in range(self.processes - 1):
+                proc, more = self._spawn(port, timeout_s)
+                self._siblings.append(proc)
+                controls.append(more["control_url"])
+        except BaseException:
+            self.stop()
+            raise
+        verify: ssl.SSLContext | bool = self.ssl_context() if self._ca_path else True
+        self._controls = [
+            httpx.Client(base_url=u, verify=verify, timeout=httpx.Timeout(60.0)) for u in controls
+        ]
+        self._http = self._controls[0]
+        return self
+
+    def _spawn(self, port: int, timeout_s: float) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
         trace = self.profile.replay_trace
         spec = {
             # A trace goes over as its own file text (the child parses it as `Profile(trace=...)` would).
@@ -60,42 +94,40 @@ class ProcessSimulator:
             "tls": self.tls,
             "http2": self.http2,
             "host": self.host,
-            "port": self._port,
+            "port": port,
             "history": self._history,
+            "reuse_port": self.processes > 1,
         }
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "workbench.simulator._child", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
         if not line:
-            code = self._proc.wait(timeout_s)
-            self._proc = None
+            code = proc.wait(timeout_s)
             raise RuntimeError(f"simulator process exited with {code} before it was ready")
-        info = orjson.loads(line)
-        self._url, self._ca_path = info["url"], info["ca_path"]
-        verify: ssl.SSLContext | bool = self.ssl_context() if self._ca_path else True
-        self._http = httpx.Client(base_url=self._url, verify=verify, timeout=httpx.Timeout(60.0))
-        return self
+        info: dict[str, Any] = orjson.loads(line)
+        return proc, info
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if self._http is not None:
-            self._http.close()
-            self._http = None
-        if proc is None:
-            return
-        assert proc.stdin is not None
-        proc.stdin.close()  # the child's signal to shut down
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        procs = [p for p in (self._proc, *self._siblings) if p is not None]
+        self._proc, self._siblings = None, []
+        for client in self._controls:
+            client.close()
+        self._controls, self._http = [], None
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.close()  # the child's signal to shut down
+        for proc in procs:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
 
     def __enter__(self) -> ProcessSimulator:
         return self.start()
@@ -126,28 +158,61 @@ class ProcessSimulator:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        procs = [p for p in (self._proc, *self._siblings) if p is not None]
+        return bool(procs) and all(p.poll() is None for p in procs)
 
-    def _get(self, what: str, **params: Any) -> Any:
-        if self._http is None:
+    def _get(self, what: str, client: httpx.Client | None = None, **params: Any) -> Any:
+        http = client or self._http
+        if http is None:
             raise RuntimeError("simulator is not started")
-        r = self._http.get(f"/_sim/{what}", params=params)
+        r = http.get(f"/_sim/{what}", params=params)
         if r.status_code == 404 and what == "ground_truth":
             raise KeyError(f"no ground truth for request id {params.get('id')!r}")
         r.raise_for_status()
         return r.json()
 
+    def _ask_each(self, what: str, timeout_s: float, **params: Any) -> Any:
+        """Ask every child until one knows the request (only the process that served it does)."""
+        wait_key = "wait_s" if what == "ground_truth" else "timeout_s"
+        if len(self._controls) <= 1:
+            return self._get(what, None, **params, **{wait_key: timeout_s})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for client in self._controls:
+                try:
+                    got = self._get(what, client, **params, **{wait_key: 0})
+                except KeyError:
+                    continue
+                if what == "ground_truth" or got["ok"]:
+                    return got
+            if time.monotonic() >= deadline:
+                if what == "ground_truth":
+                    raise KeyError(f"no ground truth for request id {params.get('id')!r} in any process")
+                return {"ok": False}
+            time.sleep(0.02)
+
     def ground_truth(self, request_id: str, *, wait_s: float = 2.0) -> GroundTruth:
-        d = self._get("ground_truth", id=request_id, wait_s=wait_s)
+        d = self._ask_each("ground_truth", wait_s, id=request_id)
         for name in ("emit_ns", "token_emit_ns", "faults"):
             d[name] = tuple(d[name])
         return GroundTruth(**d)
 
     def wait_disconnect(self, request_id: str, timeout_s: float = 5.0) -> bool:
-        return bool(self._get("wait", id=request_id, timeout_s=timeout_s, disconnect=1)["ok"])
+        return bool(self._ask_each("wait", timeout_s, id=request_id, disconnect=1)["ok"])
 
     def wait_finished(self, request_id: str, timeout_s: float = 5.0) -> bool:
-        return bool(self._get("wait", id=request_id, timeout_s=timeout_s, disconnect=0)["ok"])
+        return bool(self._ask_each("wait", timeout_s, id=request_id, disconnect=0)["ok"])
 
     def stats(self) -> ServerStats:
-        return ServerStats(**self._get("stats"))
+        """Counters summed over the serving processes."""
+        parts = [self._get("stats", c) for c in self._controls] if self._controls else [self._get("stats")]
+        versions: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["http_versions"].items():
+                versions[k] = versions.get(k, 0) + int(v)
+        return ServerStats(
+            connections=sum(int(p["connections"]) for p in parts),
+            requests=sum(int(p["requests"]) for p in parts),
+            http_versions=versions,
+            active=sum(int(p["active"]) for p in parts),
+        )

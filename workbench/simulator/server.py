@@ -53,6 +53,7 @@ class Simulator:
         port: int = 0,
         history: int = 10_000,
         control: bool = False,
+        reuse_port: bool = False,
     ) -> None:
         self.profile = profile if profile is not None else Profile()
         self.tls = tls
@@ -69,6 +70,10 @@ class Simulator:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._ca_path: str | None = None
         self._bound_port = 0
+        # reuse_port: several processes serve one port (the kernel spreads connections over them), and each
+        # also listens on a private port of its own, so its ground truth can be asked of it alone.
+        self._reuse_port = reuse_port
+        self._control_port = 0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 10.0) -> Simulator:
@@ -76,6 +81,8 @@ class Simulator:
             return self
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self._reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         # hypercorn sets this only on sockets it creates; without it Nagle could hold small chunks back.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, self._port))
@@ -90,6 +97,14 @@ class Simulator:
         config = Config()
         # The listening socket is ours (so port 0 is known before serving); hypercorn adopts its fd.
         config.bind = [f"fd://{sock.detach()}"]
+        if self._reuse_port:
+            private = socket.socket(sock.family, socket.SOCK_STREAM)
+            private.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            private.bind((self.host, 0))
+            private.listen(64)
+            private.setblocking(False)
+            self._control_port = private.getsockname()[1]
+            config.bind.append(f"fd://{private.detach()}")
         config.graceful_timeout = 1.0
         config.keep_alive_timeout = 30.0
         config.include_server_header = False
@@ -185,6 +200,14 @@ class Simulator:
             raise RuntimeError("simulator is not started")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self._bound_port}"
+
+    @property
+    def control_url(self) -> str:
+        """This process's own address (reuse_port: the shared `url` may reach a sibling process)."""
+        if not self._control_port:
+            return self.url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self._control_port}"
 
     @property
     def ca_path(self) -> str | None:

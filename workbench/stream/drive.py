@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -38,36 +39,31 @@ watching: ContextVar[StreamEngine | None] = ContextVar("workbench_stream_watch",
 
 
 class Interrupted(Exception):
-    """Raised inside a read to abandon it (a deadline passed, or an early cancel); carries the error."""
+    """Raised inside a read to abandon it (a deadline passed, or an early cancel): `Interrupted(error)`."""
 
-    def __init__(self, error: WorkbenchError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    @property
+    def error(self) -> WorkbenchError:
+        """The WorkbenchError that ends the stream."""
+        err = self.args[0]
+        assert isinstance(err, WorkbenchError)
+        return err
 
 
+@dataclass(slots=True)
 class Starter:
     """Turns a request into (engine, source, observer): the gate's plan, or live over the network.
 
     `live()` makes the network source (sync or async, as the driver needs); the gate (a response cache)
-    may instead hand back a replay or a follower source, or an observer for the live stream.
+    may instead hand back a replay or a follower source, or an observer for the live stream. `fixed`: a
+    plan decided beforehand (a replay driven on its own).
     """
 
-    def __init__(
-        self,
-        request: Request,
-        spec: EngineSpec,
-        live: Any,
-        *,
-        gate: Gate | None = None,
-        streaming: bool = True,
-        fixed: Plan | None = None,
-    ) -> None:
-        self.request = request
-        self.spec = spec
-        self.live = live
-        self.gate = gate
-        self.streaming = streaming
-        self.fixed = fixed  # a plan decided beforehand (a replay driven on its own)
+    request: Request
+    spec: EngineSpec
+    live: Any
+    gate: Gate | None = None
+    streaming: bool = True
+    fixed: Plan | None = None
 
     def plan(self) -> Plan:
         if self.fixed is not None:
@@ -95,7 +91,7 @@ class _Base:
 
     def __init__(self, request: Request, starter: Starter) -> None:
         self.request = request
-        self._starter = starter
+        self.starter = starter
         self.engine: StreamEngine | None = None
         self._source: Any = None
         self._observer: Observer | None = None
@@ -199,7 +195,7 @@ class Stream(_Base):
         raise StopIteration
 
     def _start(self) -> StreamEngine:
-        starter = self._starter
+        starter = self.starter
         try:
             plan = starter.plan()
             protocol = starter.protocol(plan)
@@ -298,11 +294,9 @@ class AsyncStream(_Base):
     """The asyncio driver: `async for ev in stream`; `.result` once it ended; `cancel()` from any task or
     thread."""
 
-    def __init__(self, request: Request, starter: Starter) -> None:
-        super().__init__(request, starter)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timeout: asyncio.Timeout | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _timeout: asyncio.Timeout | None = None
+    _watchdog: asyncio.TimerHandle | None = None
 
     def cancel(self) -> None:
         self._cancel_requested = True
@@ -416,7 +410,7 @@ class AsyncStream(_Base):
         raise StopAsyncIteration
 
     async def _start(self) -> StreamEngine:
-        starter = self._starter
+        starter = self.starter
         try:
             plan = starter.plan()
             protocol = starter.protocol(plan)

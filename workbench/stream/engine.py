@@ -39,16 +39,13 @@ from workbench._exceptions import (
 )
 from workbench._types import (
     CacheKind,
-    ChoiceDelta,
     ProtocolName,
-    ReasoningDelta,
     Request,
     Status,
     StreamEvent,
     StreamResult,
     TextDelta,
     Timeouts,
-    ToolCallDelta,
 )
 from workbench.metrics.recorder import Recorder
 from workbench.protocols import DEFAULT_MAX_EVENT_BYTES, Parser, make_parser, parse_completion
@@ -64,11 +61,10 @@ _TEST_ONLY_STAMP_DELAY_NS = round(float(os.environ.get("WORKBENCH_TEST_ONLY_STAM
 
 
 def _restamped(ev: StreamEvent, t_ns: int) -> StreamEvent:
-    if isinstance(ev, TextDelta | ReasoningDelta | ChoiceDelta):
+    """The event as it arrives here (every event type has `t_ns`: NamedTuples or dataclasses)."""
+    if isinstance(ev, tuple):
         return ev._replace(t_ns=t_ns)
-    if isinstance(ev, ToolCallDelta):
-        return dataclasses.replace(ev, t_ns=t_ns)
-    return ev
+    return dataclasses.replace(ev, t_ns=t_ns)
 
 
 class StreamEngine:

@@ -13,7 +13,8 @@ import threading
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from workbench.widgets._lane import LaneState, PendingEnd, fingerprint, replace_meta, utf16_len
+from workbench.view.lane import LaneState, PendingEnd, replace_meta, utf16_len
+from workbench.view.model import ViewModel
 
 __all__ = ["FrontendEnds"]
 
@@ -22,7 +23,7 @@ class FrontendEnds:
     """The end handshake with a live front end. `StreamView` owns the state named below."""
 
     _lock: threading.RLock
-    _state: dict[str, LaneState]
+    _vm: ViewModel
     _pending_ends: dict[str, PendingEnd]
     _frontend_seen: bool
     _frontend_loop: asyncio.AbstractEventLoop | None
@@ -34,6 +35,8 @@ class FrontendEnds:
 
     if TYPE_CHECKING:  # StreamView's (and anywidget's) methods this mixin calls
 
+        @property
+        def _state(self) -> dict[str, LaneState]: ...
         def _sync_all(self) -> None: ...
         def _mode(self, ln: LaneState) -> str: ...
         def send(self, content: dict[str, Any], buffers: Any = None) -> None: ...
@@ -52,22 +55,14 @@ class FrontendEnds:
         except RuntimeError:
             return None
 
-    def _send_end(self, ln: LaneState, loop: asyncio.AbstractEventLoop) -> None:
-        """End a delta lane on a live front end: tail + final figures + check, in one custom message."""
-        text = ln.text
-        n16, crc = fingerprint(text)
-        at, tail = ln.sent16, text[ln.sent :]
-        meta = ln.meta("delta")
-        ln.pending.clear()
-        ln.sent, ln.sent16 = ln.length, n16
-        ln.dirty = False
+    def _send_end(self, ln: LaneState, end: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Send a delta lane's `end` (the view model's: tail + final figures + check) and await its ack."""
         old = self._pending_ends.pop(ln.name, None)
         if old is not None:
             old.cancel()
-        p = PendingEnd(ln.name, ln.seq, n16, crc, text, meta)
+        p = PendingEnd(ln.name, end["seq"], end["n"], end["h"], ln.text, end["meta"])
         self._pending_ends[ln.name] = p  # before sending: a front end may answer before send() returns
-        msg = {"t": "end", "lane": ln.name, "seq": ln.seq, "at": at, "s": tail, "n": n16, "h": crc}
-        self._send_custom({**msg, "meta": meta})
+        self._send_custom(end)
         self._arm_grace(loop, p)
 
     def _arm_grace(self, loop: asyncio.AbstractEventLoop, p: PendingEnd) -> None:
@@ -99,6 +94,7 @@ class FrontendEnds:
             return  # a second view's ack, or one for an end a full sync already settled
         del self._pending_ends[p.lane]
         p.cancel()
+        self._vm.acked(p.lane, p.text)
         # The front end stored these values in its model itself; record them here without echoing them
         # back (ipywidgets' property lock is how it takes a front end's `update` without an echo, too).
         texts = {**self._texts, p.lane: p.text}

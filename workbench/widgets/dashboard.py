@@ -5,6 +5,11 @@ handled while a stream is running: it sets the run's stop event and cancels the 
 logic is `workbench.experiments.acompare` (interleaved variants, same prompts, N repeats); this module only
 wires its `on_event` / `on_result` hooks to the widgets.
 
+Each lane of an A/B runs with its own variant's settings: its own `AsyncClient` built from that variant's
+`Optimizations` (transport, parser, cache tiers: `workbench.variant.build`), its own `StreamView` configured
+from the same value (`coalesce_ui`, `incremental_render`), and its own warm-up when `prewarm` is on. The
+panels offer only the toggles a Dashboard run can act on (`NOT_IN_DASHBOARD` says which are left out and why).
+
 The API key field is a tiny anywidget whose value travels to the kernel in a custom message and is kept in
 a Python attribute only: it is never a synced trait, so it is not in the widget state a notebook saves.
 """
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import anywidget
@@ -25,17 +32,35 @@ from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
 from workbench.client import AsyncClient
 from workbench.experiments import RunResult, Workload, acompare
+from workbench.experiments._toggles import prewarm as warm_up
 from workbench.experiments.clients import make_client
-from workbench.metrics.frames import to_frame
+from workbench.metrics.frames import chunks_frame, to_frame
 from workbench.optimizations import Optimizations
 from workbench.simulator import Simulator
 from workbench.widgets.live_charts import LiveCharts
 from workbench.widgets.panel import OptimizationPanel
-from workbench.widgets.stream_view import StreamView
+from workbench.widgets.stream_view import StaticView, StreamView
 
-__all__ = ["Dashboard", "SecretField"]
+__all__ = ["NOT_IN_DASHBOARD", "Dashboard", "SecretField", "dashboard_optimizations"]
 
 SIMULATOR = "simulator"
+
+#: Toggles a Dashboard run cannot act on, so its panels show no control for them and runs use their
+#: defaults: a lane streams one request at a time (no batch for a worker pool: `concurrency`), and the
+#: Dashboard sends the prompt to the model it names (no router whose classification could be skipped:
+#: `router_fast_path`). Both act in `workbench bench` (arrival modes, `--scenarios`).
+NOT_IN_DASHBOARD: tuple[str, ...] = ("concurrency", "router_fast_path")
+_PANEL_NOTE = (
+    "Not offered here: concurrency and router_fast_path act on batches and routed runs "
+    "(workbench bench --scenarios); a Dashboard lane streams one request at a time to the model named above."
+)
+
+
+def dashboard_optimizations(opts: Optimizations) -> Optimizations:
+    """`opts` as a Dashboard run uses it: the `NOT_IN_DASHBOARD` fields at their defaults."""
+    base = Optimizations()
+    return opts.replace(**{name: getattr(base, name) for name in NOT_IN_DASHBOARD})
+
 
 _SECRET_ESM = """
 function render({ model, el }) {
@@ -119,6 +144,10 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self._results: list[StreamResult] = []
         self._lane_request: dict[str, str] = {}
         self.run_result: RunResult | None = None  # of the last A/B run
+        #: The clients the last A/B ran each lane with (closed; their `.parts` say what each lane used).
+        self.lane_clients: dict[str, AsyncClient] = {}
+        #: Milliseconds each lane's untimed warm-up took in the last run (`prewarm`), or its error.
+        self.prewarm: dict[str, float | str] = {}
 
         self.prompt = w.Textarea(
             value=prompt, description="Prompt", layout=w.Layout(width="100%", height="70px")
@@ -129,21 +158,33 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             description="Backend",
         )
         self.url = w.Text(placeholder="http://127.0.0.1:11434", description="URL")
+        # With the embedded simulator (which speaks both) "auto" means OpenAI SSE.
         self.protocol = w.Dropdown(options=["auto", "ollama", "openai"], value="auto", description="Protocol")
         self.api_key = SecretField()
+        self._key_row = w.HBox([w.Label("API key"), self.api_key])
+        self._verify: bool | str = True  # a given Backend's TLS trust (e.g. the simulator's own CA)
         if backend is not None:
             be = Backend(backend) if isinstance(backend, str) else backend
+            self._verify = be.verify
             self.backend_kind.value = "url"
             self.url.value = be.url
             self.protocol.value = be.protocol
             self.api_key.value = be.api_key
         # empty: the first model the server lists, asked when a run starts
         self.model = w.Text(value=model or "", placeholder="first listed by the server", description="Model")
-        self.panel = OptimizationPanel(optimizations, title="A: optimizations for Run and variant A")
-        self.panel_b = OptimizationPanel(
-            optimizations_b if optimizations_b is not None else Optimizations.all(), title="B: variant B"
+        self.panel = OptimizationPanel(
+            optimizations,
+            title="A: optimizations for Run and variant A",
+            hide=NOT_IN_DASHBOARD,
+            note=_PANEL_NOTE,
         )
-        self.repeats = w.BoundedIntText(value=repeats, min=1, max=1000, description="Repeats")
+        self.panel_b = OptimizationPanel(
+            optimizations_b if optimizations_b is not None else Optimizations.all(),
+            title="B: variant B",
+            hide=NOT_IN_DASHBOARD,
+            note=_PANEL_NOTE,
+        )
+        self.repeats = w.BoundedIntText(value=repeats, min=1, max=1000, description="A/B repeats")
         self.run_button = w.Button(description="Run", button_style="primary", icon="play")
         self.ab_button = w.Button(description="A/B", button_style="info", icon="balance-scale")
         self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -152,8 +193,22 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self.stop_button.on_click(lambda _b: self.stop())
         self.progress = w.IntProgress(value=0, min=0, max=1, description="Progress")
         self.status = w.HTML("ready")
-        self.view = StreamView(lanes=["output"], optimizations=self.panel.value)
+        # One StreamView per lane, each configured from its own variant: a view's update switches are
+        # view-wide, so two lanes in one view could not differ in coalesce_ui / incremental_render.
+        lane_layout = {"flex": "1 1 0%", "min_width": "0"}
+        self.view = StreamView(
+            lanes=["output"], optimizations=self.panel.value, layout=w.Layout(**lane_layout)
+        )
+        self.lane_views: dict[str, StreamView] = {
+            name: StreamView(lanes=[name], optimizations=panel.value, layout=w.Layout(**lane_layout))
+            for name, panel in (("A", self.panel), ("B", self.panel_b))
+        }
         self.panel.on_change(self.view.configure)
+        self.panel.on_change(self.lane_views["A"].configure)
+        self.panel_b.on_change(self.lane_views["B"].configure)
+        self.views_box = w.HBox([self.view], layout=w.Layout(width="100%"))
+        self.backend_kind.observe(lambda _ch: self._show_backend_fields(), names="value")
+        self._show_backend_fields()
 
         self.charts: LiveCharts | None = LiveCharts() if charts else None
         chart_box: list[Any] = [self.charts.widget] if self.charts is not None else []
@@ -162,7 +217,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             [
                 w.HBox([self.backend_kind, self.model]),
                 w.HBox([self.url, self.protocol]),
-                w.HBox([w.Label("API key"), self.api_key]),
+                self._key_row,
             ]
         )
         variants = w.Accordion(children=[self.panel, self.panel_b], titles=("A (Run)", "B (A/B only)"))
@@ -175,7 +230,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
                 buttons,
                 self.progress,
                 self.status,
-                self.view,
+                self.views_box,
                 *chart_box,
             ],
             **kwargs,
@@ -188,9 +243,10 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         if self.backend_kind.value == SIMULATOR:
             if self._sim is None:
                 self._sim = Simulator().start()
-            return Backend(self._sim.url, protocol="openai", name="simulator")
+            chosen = self.protocol.value
+            return Backend(self._sim.url, protocol="openai" if chosen == "auto" else chosen, name="simulator")
         url = self.url.value.strip()
-        return Backend(url, protocol=self.protocol.value, api_key=self.api_key.value)
+        return Backend(url, protocol=self.protocol.value, api_key=self.api_key.value, verify=self._verify)
 
     async def abackend(self) -> Backend:
         """`backend()` without blocking the loop while the embedded simulator starts (a Stop stays live)."""
@@ -214,6 +270,14 @@ class Dashboard(w.VBox):  # type: ignore[misc]
     def running(self) -> bool:
         return self._busy
 
+    def lane_view(self, lane: str) -> StreamView:
+        """The StreamView showing `lane` ("output" for Run, "A" / "B" for an A/B)."""
+        return self.lane_views[lane] if lane in self.lane_views else self.view
+
+    def views(self) -> Iterator[StreamView]:
+        yield self.view
+        yield from self.lane_views.values()
+
     # ---- runs ----
 
     def run(self, prompt: str | None = None) -> asyncio.Task[Any]:
@@ -234,7 +298,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         """End the current run now: streams in flight are cancelled, no new request is sent."""
         if self._stop_event is not None:
             self._stop_event.set()
-        self.view.cancel_all()
+        for view in self.views():
+            view.cancel_all()
         if self._busy:
             self._set_status("stopping…")
         task = self._task
@@ -259,11 +324,14 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         result: StreamResult | None = None
         try:
             backend = await self.abackend()
-            opts = self.panel.value
+            opts = dashboard_optimizations(self.panel.value)
             self.view.configure(opts)
             client = self._client_for(backend, opts)
             if not self.model.value.strip():
                 self.model.value = await client.default_model()
+            self.prewarm = {}
+            if opts.prewarm:
+                await self._prewarm("output", client, backend, self.model.value.strip())
             req = self.request(prompt, variant=opts.label())
             self.view.start("output", request=req)
             try:
@@ -275,7 +343,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
                 result = exc.result
             if result is not None:
                 self._record(result)
-            self._set_status(self._describe(result))
+            self._set_status(self._describe(result) + self._describe_prewarm())
         except asyncio.CancelledError:
             self._set_status("stopped")
             raise
@@ -297,22 +365,47 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         return n
 
     async def _ab(self, n: int) -> Any:
-        variants = {"A": self.panel.value, "B": self.panel_b.value}
-        self.view.configure(self.panel.value)  # the view's own switches: variant A decides how the UI updates
+        variants = {
+            "A": dashboard_optimizations(self.panel.value),
+            "B": dashboard_optimizations(self.panel_b.value),
+        }
+        clients: dict[str, AsyncClient] = {}
         try:
-            workload = Workload.from_list([self.prompt.value], model=self.model.value.strip() or None)
+            backend = await self.abackend()
+            timeouts = Timeouts()
+            # Each lane's own client (its parts built from its own Optimizations) and its own view.
+            for name, opts in variants.items():
+                self.lane_views[name].configure(opts)
+                clients[name] = make_client(backend, opts, timeouts)
+            self.lane_clients = clients
+            if not self.model.value.strip():
+                self.model.value = await clients["A"].default_model()
+            model = self.model.value.strip()
+            self.prewarm = {}  # `prewarm` in an A/B: the runner warms each variant's client before it
+            handed = iter(variants)
+
+            def lane_client(backend: Backend, optimizations: Optimizations, timeouts: Timeouts) -> Any:
+                # acompare asks for one client per variant, in the order of `variants`
+                name = next(handed)
+                if clients[name].optimizations != optimizations:
+                    raise RuntimeError(f"lane {name}: acompare asked for a client of another variant")
+                return clients[name]
+
+            workload = Workload.from_list([self.prompt.value], model=model)
             self.run_result = await acompare(
                 workload,
                 variants,
-                backend=await self.abackend(),
+                backend=backend,
                 repeats=n,
                 interleave=True,
                 on_event=self._on_event,
                 on_result=self._on_result,
                 stop=self._stop_event,
                 progress=False,
+                timeouts=timeouts,
+                client_factory=lane_client,
             )
-            self._set_status(self._describe_ab())
+            self._set_status(self._describe_ab() + self._describe_prewarm())
         except asyncio.CancelledError:
             self._set_status(f"stopped: {len(self._results)} request(s) finished")
             raise
@@ -322,11 +415,48 @@ class Dashboard(w.VBox):  # type: ignore[misc]
                 f"{html.escape(str(exc))}</span>"
             )
         finally:
-            for lane in self.view.lanes:
-                if self.view.figures(lane)["status"] == "streaming":
-                    self.view.cancel(lane)
+            for lane, view in self.lane_views.items():
+                if view.figures(lane)["status"] == "streaming":
+                    view.cancel(lane)
+            for client in clients.values():  # acompare closes the ones it took; closing is idempotent
+                with contextlib.suppress(Exception):
+                    await client.aclose()
             self._end()
         return self.run_result
+
+    async def _prewarm(self, lane: str, client: AsyncClient, backend: Backend, model: str) -> None:
+        """`prewarm` for Run: the runner's warm-up (one untimed request through the lane's own client, so
+        the server loads the model and a pooled client opens its connection outside the measurement)."""
+        self._set_status(f"{html.escape(lane)}: warming up {html.escape(model)}…")
+        record = await warm_up(client, model, backend)
+        failed = str(record.get("error") or record.get("status"))
+        self.prewarm[lane] = float(record["e2e_ms"]) if record.get("status") == "ok" else failed
+
+    def static(self, charts: bool = True) -> StaticView:
+        """The last run as Markdown + HTML: the toggles each lane ran with, each lane's final text and
+        figures, the status line and (HTML, `charts`) the charts as SVG. An exported notebook shows no
+        widget, so a notebook ends with `display(dash.static())`."""
+        shown = list(self.views_box.children)
+        ab = shown != [self.view]
+        lanes = [("A", self.panel), ("B", self.panel_b)] if ab else [("output", self.panel)]
+        status = self.status.value
+        md = [f"**Dashboard** ({'A/B' if ab else 'Run'}): {re.sub(r'<[^>]+>', '', status)}", ""]
+        rows = []
+        for lane, panel in lanes:
+            label = dashboard_optimizations(panel.value).label()
+            md.append(f"- {lane}: `{label}`")
+            rows.append(f"<li><b>{html.escape(lane)}</b>: <code>{html.escape(label)}</code></li>")
+        statics = [view.static() for view in shown]
+        md += ["", *(st.markdown for st in statics)]
+        cells = "".join(f'<div style="flex:1 1 0;min-width:0">{st.html}</div>' for st in statics)
+        body = (
+            f'<div class="wb-dashboard-static"><p><b>Dashboard</b> ({"A/B" if ab else "Run"}): {status}</p>'
+            f'<ul>{"".join(rows)}</ul><div style="display:flex;gap:8px">{cells}</div>'
+        )
+        if charts and self.charts is not None:
+            with contextlib.suppress(Exception):  # no vl-convert: the texts and figures still show
+                body += f"<div>{self.charts.static('svg').data}</div>"
+        return StaticView("\n".join(md), body + "</div>")
 
     def close(self) -> None:
         """Stop a run, close clients and the embedded simulator, close the widgets."""
@@ -366,8 +496,9 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self._stop_event = asyncio.Event()
         self._results = []
         self._lane_request = {}
-        if self.view.lanes != lanes:
-            self.view.set_lanes(lanes)
+        shown = [self.lane_view(lane) for lane in lanes]
+        if list(self.views_box.children) != shown:
+            self.views_box.children = shown
         self.progress.max = max(1, total)
         self.progress.value = 0
         self.run_button.disabled = self.ab_button.disabled = True
@@ -392,27 +523,36 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         return self._client
 
     def _on_event(self, variant: str, request: Request, event: StreamEvent) -> None:
+        view = self.lane_view(variant)
         if self._lane_request.get(variant) != request.id:
             self._lane_request[variant] = request.id
             # Started from its first event: the send stamp is not known here, so TTFT comes with the result.
-            self.view.start(variant, request=request, live_ttft=False)
-        self.view.push(variant, event)
+            view.start(variant, request=request, live_ttft=False)
+        view.push(variant, event)
 
     def _on_result(self, variant: str, result: StreamResult) -> None:
+        view = self.lane_view(variant)
         if self._lane_request.get(variant) in (None, result.request_id):
             self._lane_request[variant] = result.request_id
-            if self.view.figures(variant)["status"] != "streaming":
+            if view.figures(variant)["status"] != "streaming":
                 # A cache hit or an error with no events: the lane still shows this request's end.
-                self.view.start(variant, request=result.request, live_ttft=False)
-            self.view.finish(variant, result)
+                view.start(variant, request=result.request, live_ttft=False)
+            view.finish(variant, result)
         self._record(result)
+
+    def _show_backend_fields(self) -> None:
+        # URL and API key mean nothing for the embedded simulator: shown only for a server URL.
+        hidden = "none" if self.backend_kind.value == SIMULATOR else None
+        self.url.layout.display = hidden
+        self._key_row.layout.display = hidden
 
     def _record(self, result: StreamResult) -> None:
         self._results.append(result)
         self.progress.value = min(self.progress.max, len(self._results))
         if self.charts is not None:
             with contextlib.suppress(Exception):  # a chart problem must not end the run
-                self.charts.update(to_frame(self._results))
+                # the chunks feed the token-arrival timeline (without them it says "no data")
+                self.charts.update(to_frame(self._results), chunks_frame(self._results))
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
@@ -432,6 +572,13 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         return (
             f"{result.status}: TTFT {ttft}, {tps} tok/s, {m.output_tokens} tokens, cache {result.cache}{err}"
         )
+
+    def _describe_prewarm(self) -> str:
+        parts = [
+            f"{lane}: {ms:.0f} ms" if isinstance(ms, float) else f"{lane}: failed ({ms})"
+            for lane, ms in self.prewarm.items()
+        ]
+        return f" · warm-up (untimed) {html.escape(', '.join(parts))}" if parts else ""
 
     def _describe_ab(self) -> str:
         if self.run_result is None:

@@ -30,6 +30,10 @@ Why it is built this way (measured with ipykernel 7 / ipywidgets 8 / JupyterLab 
 The front end (stream_view.js) keeps each lane's live text in the model's `initialize` hook, so deltas
 arriving before a view exists are not lost; a delta whose offset does not match asks for a snapshot.
 Offsets and lengths are UTF-16 code units, what a JS string counts (an emoji is 2 of them).
+
+What to send and when is decided by `workbench.view.ViewModel` (sans I/O, also run headless by
+`workbench.view.view_cost` to measure the two switches in a bench); this widget adds the locking, the
+flush timer, the front-end handshake and the sending, and sends exactly the messages the model returns.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,23 +50,14 @@ import anywidget
 import traitlets
 
 from workbench._exceptions import CancelledError as WorkbenchCancelled
-from workbench._types import DoneEvent, Request, StreamEvent, StreamResult, TextDelta, UsageEvent
+from workbench._types import Request, StreamEvent, StreamResult
 from workbench.optimizations import Optimizations
+from workbench.view.lane import LaneState, PendingEnd, StaticView, render_static
+from workbench.view.model import DEFAULT_MAX_NAIVE_UPDATES, Message, ViewModel, check_lanes
 from workbench.widgets._frontend_ends import FrontendEnds
-from workbench.widgets._lane import (
-    LaneState,
-    PendingEnd,
-    StaticView,
-    live_meta,
-    render_static,
-    utf16_len,
-)
+from workbench.widgets._static import Displays, with_html
 
-__all__ = ["StaticView", "StreamView"]
-
-# A few thousand per-token updates is where JupyterLab starts dropping IOPub messages.
-DEFAULT_MAX_NAIVE_UPDATES = 2000
-_RATE_WINDOW_NS = 3_000_000_000
+__all__ = ["DEFAULT_MAX_NAIVE_UPDATES", "StaticView", "StreamView"]
 
 
 class StreamView(anywidget.AnyWidget, FrontendEnds):
@@ -101,50 +95,83 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
 
         `ack_grace_s`: how long a live front end has to confirm an end before the full sync goes anyway.
         """
-        if rate_hz <= 0:
-            raise ValueError(f"rate_hz must be > 0, got {rate_hz!r}")
         if ack_grace_s < 0:
             raise ValueError(f"ack_grace_s must be >= 0, got {ack_grace_s!r}")
-        names = list(lanes)
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"lanes must be distinct names, got {names!r}")
-        self._state: dict[str, LaneState] = {n: LaneState(n) for n in names}
+        names = check_lanes(lanes)
+        self._vm = ViewModel(names, rate_hz=rate_hz, max_naive_updates=max_naive_updates)
         self._lock = threading.RLock()
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
-        self._last_flush_ns: int | None = None
         self._handle: Any = None
-        self._naive_stamps: deque[int] = deque()
-        self.coalesce_ui = True
-        self.incremental_render = True
+        self._staged_sync: Message | None = None
+        self._displays = Displays()
         if optimizations is not None:
             self.configure(optimizations)
         if coalesce_ui is not None:
             self.coalesce_ui = coalesce_ui
         if incremental_render is not None:
             self.incremental_render = incremental_render
-        self.rate_hz = float(rate_hz)
-        self.max_naive_updates = max_naive_updates
         self.ack_grace_s = float(ack_grace_s)
         # Set by the first message from a front end (stream_view.js says `hello` when its model starts);
         # the loop is the one that message arrived on (the kernel's), which times the grace for acks.
         self._frontend_seen = False
         self._frontend_loop: asyncio.AbstractEventLoop | None = None
         self._pending_ends: dict[str, PendingEnd] = {}
-        #: Messages this widget sent while streaming (custom + state), for the curious and the tests.
-        self.flushes = 0
         #: Full syncs sent because a front end did not confirm an end within `ack_grace_s`.
         self.fallback_syncs = 0
         # Initial state goes into the comm_open message itself, not into updates right after it.
         super().__init__(
             _uid=uuid.uuid4().hex,
-            _lanes=[self._state[n].meta(self._mode(self._state[n])) for n in names],
+            _lanes=[ln.meta(self._vm.mode()) for ln in self._vm.lanes.values()],
             _texts={n: "" for n in names},
             **kwargs,
         )
         self.on_msg(self._on_front_msg)
 
-    # ---- configuration ----
+    # ---- configuration (the switches live in the view model) ----
+
+    @property
+    def coalesce_ui(self) -> bool:
+        return self._vm.coalesce
+
+    @coalesce_ui.setter
+    def coalesce_ui(self, on: bool) -> None:
+        self._vm.coalesce = bool(on)
+
+    @property
+    def incremental_render(self) -> bool:
+        return self._vm.incremental
+
+    @incremental_render.setter
+    def incremental_render(self, on: bool) -> None:
+        self._vm.incremental = bool(on)
+
+    @property
+    def rate_hz(self) -> float:
+        return self._vm.rate_hz
+
+    @rate_hz.setter
+    def rate_hz(self, hz: float) -> None:
+        if hz <= 0:
+            raise ValueError(f"rate_hz must be > 0, got {hz!r}")
+        self._vm.rate_hz = float(hz)
+
+    @property
+    def max_naive_updates(self) -> int | None:
+        return self._vm.max_naive_updates
+
+    @max_naive_updates.setter
+    def max_naive_updates(self, n: int | None) -> None:
+        self._vm.max_naive_updates = n
+
+    @property
+    def flushes(self) -> int:
+        """Messages this widget sent while streaming (custom + state), for the curious and the tests."""
+        return self._vm.flushes
+
+    @property
+    def _state(self) -> dict[str, LaneState]:
+        return self._vm.lanes
 
     def configure(self, optimizations: Optimizations) -> None:
         """Take `coalesce_ui` and `incremental_render` from an `Optimizations` value."""
@@ -157,21 +184,20 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
 
     def set_lanes(self, lanes: Sequence[str]) -> None:
         """Replace the lanes (texts are cleared). Ongoing streams on removed lanes are cancelled."""
-        names = list(lanes)
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"lanes must be distinct names, got {names!r}")
+        names = check_lanes(lanes)
         with self._lock:
             for name, lane in list(self._state.items()):
                 if name not in names and lane.status == "streaming":
                     self.cancel(name)
-            self._state = {n: self._state.get(n) or LaneState(n) for n in names}
+            self._vm.lanes = {n: self._state.get(n) or LaneState(n) for n in names}
+            self._vm.texts = {n: self._state[n].text for n in names}
             with self.hold_sync():
-                self._texts = {n: self._state[n].text for n in names}
+                self._texts = dict(self._vm.texts)
                 self._lanes = [self._state[n].meta(self._mode(self._state[n])) for n in names]
 
     @property
     def interval_ns(self) -> int:
-        return int(1e9 / self.rate_hz)
+        return self._vm.interval_ns
 
     def text(self, lane: str | None = None) -> str:
         """The text received so far on a lane (exact once the stream ended)."""
@@ -203,22 +229,16 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
         """
         with self._lock:
             name = lane if lane is not None else self.lanes[0]
-            if name not in self._state:
-                self._state[name] = LaneState(name)
-            ln = self._state[name]
-            ln.reset()
-            ln.start_ns = t_ns if t_ns is not None else self._clock()
-            ln.live_ttft = live_ttft
-            if request is not None:
-                ln.model, ln.request_id = request.model, request.id
-            ln.cache = cache or ""
-            ln.version += 1
-            # The start message counts as a flush: the rate limit holds from the very first message.
-            self._last_flush_ns = self._clock()
-            if self._mode(ln) == "delta":
-                self._send_custom({"t": "start", "lane": name, "meta": ln.meta("delta")})
-            else:
-                self._sync_all()
+            msgs = self._vm.start(
+                name,
+                self._clock(),
+                start_ns=t_ns,
+                live_ttft=live_ttft,
+                model=request.model if request is not None else "",
+                request_id=request.id if request is not None else "",
+                cache=cache or "",
+            )
+            self._emit(msgs)
 
     def push(self, lane: str | None, event: StreamEvent | str) -> None:
         """Add one stream event (or a plain text piece). Updates leave according to the switches.
@@ -227,45 +247,11 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
         (a stream cancelled by Stop may still deliver a chunk that was already in flight).
         """
         with self._lock:
-            ln = self._lane(lane)
-            if ln.status == "idle":
-                self.start(ln.name)
-            elif ln.status != "streaming":
-                return  # late events after cancel/fail/finish: the lane already shows its end
-            if isinstance(event, str):
-                event = TextDelta(event, self._clock())
-            if isinstance(event, TextDelta):
-                if not event.text:
-                    return
-                t = event.t_ns or self._clock()
-                if ln.first_ns is None:
-                    ln.first_ns = t
-                ln.last_ns = t
-                ln.tokens += 1
-                ln.parts.append(event.text)
-                ln.pending.append(event.text)
-                ln.length += len(event.text)
-            elif isinstance(event, UsageEvent):
-                if event.usage.completion_tokens is not None:
-                    ln.usage_tokens = event.usage.completion_tokens
-            elif isinstance(event, DoneEvent):
-                ln.finish_reason = event.finish_reason
-            ln.live_figures()
-            ln.version += 1
-            ln.dirty = True
-            if self._coalescing(ln):
-                self._maybe_flush()
-            else:
-                ln.per_token_updates += 1
-                if self._guard_trips(ln):
-                    ln.forced_coalesce = True
-                    ln.note = (
-                        f"coalesce_ui is off: per-token updates stopped after {self.max_naive_updates:,} "
-                        f"so the notebook stays responsive; now updating at {self.rate_hz:g} Hz"
-                    )
-                    self._maybe_flush()
-                else:
-                    self._flush()
+            msgs = self._vm.on_event(lane, event, self._clock())
+            if msgs:
+                self._emit(msgs)
+            if self._timer is None and (not msgs or self._vm.dirty()):
+                self._arm_timer()
 
     def finish(self, lane: str | None = None, result: StreamResult | None = None) -> None:
         """End a stream: one full sync carries the exact final text and the final figures."""
@@ -355,19 +341,26 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
         with self._lock:
             return render_static([(ln, ln.meta(self._mode(ln))) for ln in self._state.values()])
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live widget plus `text/html` of the texts and figures, for exported notebooks."""
+        return with_html(super()._repr_mimebundle_(**kwargs), self.static().html)
+
+    def _ipython_display_(self) -> None:
+        # Displayed under an id, so the output's static part can be brought up to date after a stream
+        # when no live front end shows it (nbclient, `workbench report`); see workbench.widgets._static.
+        self._displays.show(self._repr_mimebundle_())
+
     def show(self) -> Any:
         """Display the widget with a display id; `freeze()` later swaps it for the static fallback."""
-        from IPython.display import DisplayHandle
-
-        handle = DisplayHandle()  # type: ignore[no-untyped-call]
-        handle.display(self)  # type: ignore[no-untyped-call]
-        self._handle = handle
-        return handle
+        self._handle = self._displays.show(self._repr_mimebundle_())
+        return self._handle
 
     def freeze(self) -> None:
         """Replace the displayed widget with `static()` so exported HTML shows the final texts offline."""
         if self._handle is None:
             raise RuntimeError("call show() first: freeze() replaces the output show() created")
+        if self._handle in self._displays.handles:  # frozen: later ends must not bring the widget back
+            self._displays.handles.remove(self._handle)
         self._handle.update(self.static())
 
     # ---- internals ----
@@ -380,106 +373,71 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
             raise KeyError(f"no lane {name!r}; lanes are {self.lanes}") from None
 
     def _mode(self, ln: LaneState) -> str:
-        return "delta" if self.incremental_render else "state"
+        return self._vm.mode()
 
-    def _coalescing(self, ln: LaneState) -> bool:
-        return self.coalesce_ui or ln.forced_coalesce
+    def _emit(self, msgs: list[Message]) -> None:
+        """Send what the view model decided: custom messages as they are, state syncs via the traits."""
+        for m in msgs:
+            if m["method"] == "custom":
+                self._send_custom(m["content"])
+            else:
+                # Through `_sync_all`, the one place every full sync goes (a test or a user may wrap it).
+                self._staged_sync = m
+                self._sync_all()
+        if self._timer is not None and self._vm.due_ns() is None:
+            self._cancel_timer()
 
-    def _guard_trips(self, ln: LaneState) -> bool:
-        # Per stream, and across lanes within jupyter_server's 3 s rate window (1,000 msgs/s there):
-        # several naive lanes, or naive streams back to back, must not add up past the server's limit.
-        if self.max_naive_updates is None:
-            return False
-        now = self._clock()
-        recent = self._naive_stamps
-        recent.append(now)
-        while recent and recent[0] < now - _RATE_WINDOW_NS:
-            recent.popleft()
-        return ln.per_token_updates > self.max_naive_updates or len(recent) > self.max_naive_updates
-
-    def _maybe_flush(self) -> None:
-        now = self._clock()
-        if self._last_flush_ns is None or now - self._last_flush_ns >= self.interval_ns:
-            self._flush()
-            return
-        if self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop on this thread: the next push or the end of the stream flushes
-            delay = (self._last_flush_ns + self.interval_ns - now) / 1e9
-            self._timer = loop.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            if any(ln.dirty for ln in self._state.values()):
-                self._flush()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _flush(self) -> None:
-        """Send what changed on every dirty lane in one message."""
-        dirty = [ln for ln in self._state.values() if ln.dirty and ln.status == "streaming"]
-        if not dirty:
-            return
-        self._last_flush_ns = self._clock()
-        self._cancel_timer()
-        self.flushes += 1
-        if self.incremental_render:
-            lanes: dict[str, Any] = {}
-            for ln in dirty:
-                delta = "".join(ln.pending)
-                ln.pending.clear()
-                lanes[ln.name] = {
-                    "seq": ln.seq,
-                    "at": ln.sent16,
-                    "s": delta,
-                    "m": live_meta(ln),
-                }
-                ln.sent += len(delta)
-                ln.sent16 += utf16_len(delta)
-                ln.dirty = False
-            self._send_custom({"t": "d", "lanes": lanes})
-        else:
-            for ln in dirty:
-                ln.pending.clear()
-                ln.sent = ln.length
-                ln.dirty = False
-            self._sync_all()
-
-    def _sync_all(self) -> None:
+    def _apply_sync(self, msg: Message) -> None:
+        # Setting both traits in one hold_sync sends this very state as one `update` message.
         with self.hold_sync():
-            texts = dict(self._texts)
-            for ln in self._state.values():
-                if ln.status != "streaming" or self._mode(ln) == "state":
-                    texts[ln.name] = ln.text
-                elif ln.name in self._pending_ends:  # restarted before the ack: the previous final text
-                    texts[ln.name] = self._pending_ends[ln.name].text
-            self._texts = texts
-            self._lanes = [ln.meta(self._mode(ln)) for ln in self._state.values()]
+            self._texts = msg["state"]["_texts"]
+            self._lanes = msg["state"]["_lanes"]
         # This sync carried every pending end's final values to both sides: nothing is left to confirm
         # (so an ack that comes later must not record anything: the sync may have moved on since).
         for p in self._pending_ends.values():
             p.cancel()
         self._pending_ends.clear()
 
+    def _arm_timer(self) -> None:
+        # A buffered tail leaves when its window closes: on the running loop's timer, or (no loop on this
+        # thread) with the next push or the end of the stream, never later than that.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        due = self._vm.due_ns()
+        if due is None or self._timer is not None:
+            return
+        self._timer = loop.call_later(max(0, due - self._clock()) / 1e9, self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._vm.dirty():
+                self._emit(self._vm.flush(self._clock()))
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _sync_all(self) -> None:
+        """Send a full state sync: the one the view model just returned, or a fresh one."""
+        msg, self._staged_sync = self._staged_sync, None
+        self._apply_sync(msg if msg is not None else self._vm.sync())
+
     def _end(self, ln: LaneState) -> None:
-        ln.stream = None
-        ln.version += 1
         loop = self._grace_loop() if self._mode(ln) == "delta" else None
+        msgs = self._vm.end(ln.name, live=loop is not None)
         if loop is not None:
-            self._send_end(ln, loop)
+            self._send_end(ln, msgs[0]["content"], loop)
         else:
-            ln.pending.clear()
-            ln.sent, ln.sent16 = ln.length, utf16_len(ln.text)
-            ln.dirty = False
-            self._sync_all()
-        if not any(o.dirty for o in self._state.values()):
+            self._emit(msgs)
+        if not self._vm.dirty():
             self._cancel_timer()
+        idle = all(o.status != "streaming" for o in self._state.values())
+        if idle and not self._frontend_seen and self.comm is not None:
+            self._displays.refresh(self._repr_mimebundle_)
 
     def _begin_consume(self, stream: object, lane: str | None) -> str:
         with self._lock:
