@@ -213,27 +213,31 @@ class H11Transport(httpx.AsyncBaseTransport):
         self, request: httpx.Request, key: _Key, timeout_s: float | None, trace: _Trace | None
     ) -> Conn:
         scheme, host, port = key
+        writer: asyncio.StreamWriter | None = None
         try:
             if trace is not None:
                 await trace("connection.connect_tcp.started", {"host": host, "port": port})
-            reader, writer = await _within(asyncio.open_connection(host, port, limit=READ_SIZE), timeout_s)
+            reader, opened = await _within(asyncio.open_connection(host, port, limit=READ_SIZE), timeout_s)
+            writer = opened
             if trace is not None:
                 await trace("connection.connect_tcp.complete", {"return_value": None})
             if scheme == "https":
                 if trace is not None:
                     await trace("connection.start_tls.started", {"server_hostname": host})
-                try:
-                    await _within(writer.start_tls(self._ssl_context(), server_hostname=host), timeout_s)
-                except BaseException:
-                    writer.transport.abort()
-                    raise
+                await _within(opened.start_tls(self._ssl_context(), server_hostname=host), timeout_s)
                 if trace is not None:
                     await trace("connection.start_tls.complete", {"return_value": None})
-        except builtins.TimeoutError:
-            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
-        except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError is an OSError)
-            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
-        return Conn(key, reader, writer)
+        except BaseException as exc:
+            if writer is not None:
+                writer.transport.abort()  # opened, then failed or cancelled: it belongs to nobody
+            if isinstance(exc, builtins.TimeoutError):
+                raise httpx.ConnectTimeout(
+                    f"connecting to {host}:{port} timed out", request=request
+                ) from None
+            if isinstance(exc, OSError):  # refused, unreachable, DNS (gaierror), TLS (SSLError is an OSError)
+                raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+            raise
+        return Conn(key, reader, opened)
 
     # -- one request --
 
@@ -243,7 +247,7 @@ class H11Transport(httpx.AsyncBaseTransport):
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"the HTTP/1.1 transport speaks http and https, not {scheme!r}")
         port = url.port or (443 if scheme == "https" else 80)
-        key: _Key = (scheme, url.host, port)
+        key: _Key = (scheme, url.raw_host.decode("ascii"), port)  # IDNA-encoded, as DNS and SNI want it
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         trace: _Trace | None = request.extensions.get("trace")
         conn = await self._acquire(request, key, timeouts, trace)

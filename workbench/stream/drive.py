@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -99,6 +100,7 @@ class _Base:
         self._pending: deque[StreamEvent] = deque()
         self._ended = False
         self._cancel_requested = False
+        self._end_t = 0
         self.role: Role = "pending"
 
     def __repr__(self) -> str:
@@ -120,6 +122,46 @@ class _Base:
         engine = self.engine
         if engine is not None:
             engine.cancel()
+
+    def _planned(self) -> tuple[Plan, ProtocolName | None]:
+        """The plan, and the protocol when known without asking the server (else the driver detects)."""
+        try:
+            plan = self.starter.plan()
+            return plan, self.starter.protocol(plan)
+        except BaseException:
+            self._ended = True
+            raise
+
+    def _must_open(self, engine: StreamEngine) -> bool:
+        """True once, when the source is to be opened now (a stop before that ends the stream instead)."""
+        if self._opened:
+            return False
+        if engine.cancelled:
+            raise engine.cancelled_error()
+        self._opened = True
+        engine.sent()  # before the open: deadlines run from it (a source may stamp again, later or earlier)
+        return True
+
+    def _took(self, engine: StreamEngine, chunk: bytes | list[StreamEvent] | None, t: int) -> bool:
+        """Hand one read to the engine. True at the end of the body when the stream may end now: the driver
+        then closes the source and calls `_ended_ok`."""
+        if chunk is None:
+            self._end_t = t
+            self._ended = self._eof_events(engine, t)
+            return self._ended
+        self._handle(engine, chunk, t)
+        err = engine.interruption(t)
+        if err is not None:
+            raise err
+        return False
+
+    def _closing(self) -> bool:
+        """`close()`: True when an unfinished stream is to be stopped and drained."""
+        if self._ended or self.engine is None:
+            self._ended = True
+            return False
+        self.cancel()
+        return True
 
     def _adopt(self, plan: Plan, built: tuple[StreamEngine, Any, Observer | None]) -> StreamEngine:
         self.role = plan.role
@@ -147,9 +189,9 @@ class _Base:
             return False  # hand out the events first; the next step raises the error
         return True
 
-    def _ended_ok(self, engine: StreamEngine, t: int) -> None:
+    def _ended_ok(self, engine: StreamEngine) -> None:
         """After the source closed: finish, tell the observer, raise a stop or a held-back error."""
-        err = engine.end(t)
+        err = engine.end(self._end_t)
         if err is not None:
             raise err
         if self._observer is not None:
@@ -177,15 +219,12 @@ class Stream(_Base):
         # call, a large share of the per-chunk cost on a fast stream. Events leave the queue as they are
         # handed out, so a loop left early, `next(stream)` and a second loop continue from the same place.
         pending = self._pending
-        popleft = pending.popleft
-        while True:
-            while pending:
-                yield popleft()
-            if self._ended:
-                return
-            self._step()
+        while pending or not self._ended:
             if not pending:
-                return
+                self._step()
+                if not pending:
+                    return
+            yield pending.popleft()
 
     def __next__(self) -> StreamEvent:
         if not self._pending and not self._ended:
@@ -195,17 +234,16 @@ class Stream(_Base):
         raise StopIteration
 
     def _start(self) -> StreamEngine:
-        starter = self.starter
-        try:
-            plan = starter.plan()
-            protocol = starter.protocol(plan)
-            if protocol is None:
-                assert starter.spec.detect is not None
-                protocol = starter.spec.detect()
-        except BaseException:
-            self._ended = True
-            raise
-        return self._adopt(plan, starter.build(plan, protocol))
+        plan, protocol = self._planned()
+        if protocol is None:
+            detect = self.starter.spec.detect
+            assert detect is not None
+            try:
+                protocol = detect()
+            except BaseException:
+                self._ended = True
+                raise
+        return self._adopt(plan, self.starter.build(plan, protocol))
 
     def _step(self) -> None:
         """Read until there are events to hand out or the stream ended (result set, source closed)."""
@@ -213,29 +251,14 @@ class Stream(_Base):
         token = watching.set(engine)
         try:
             source = self._source
-            if not self._opened:
-                if engine.cancelled:
-                    raise engine.cancelled_error()
-                self._opened = True
-                engine.sent()  # a source may stamp again, later (network) or earlier (a hit's lookup)
+            if self._must_open(engine):
                 source.open(engine)
-            pending = self._pending
-            while not pending:
-                err = engine.check(time.perf_counter_ns())
-                if err is not None:
-                    raise err
-                chunk = source.read()
-                t = time.perf_counter_ns()  # stamp first, parse after
-                if chunk is None:
-                    if self._eof_events(engine, t):
-                        self._ended = True
-                        self._close_source()
-                        self._ended_ok(engine, t)
-                    return
-                self._handle(engine, chunk, t)
-                err = engine.interruption(t)
-                if err is not None:
-                    raise err
+            while not self._pending and not self._ended:
+                engine.raise_if_due(time.perf_counter_ns())
+                # stamp first (the argument is evaluated as the read returns), parse after
+                if self._took(engine, source.read(), time.perf_counter_ns()):
+                    self._close_source()
+                    self._ended_ok(engine)
         except Restart:
             self._close_source()
             self.engine = None  # plan again: the next step starts afresh
@@ -270,16 +293,11 @@ class Stream(_Base):
 
     def close(self) -> None:
         """End the stream. An unfinished stream counts as cancelled (read to the end without early_cancel)."""
-        if self._ended or self.engine is None:
-            self._ended = True
-            return
-        self.cancel()
-        try:
-            while not self._ended:
-                self._pending.clear()
-                self._step()
-        except WorkbenchError:
-            pass
+        if self._closing():
+            with contextlib.suppress(WorkbenchError):
+                while not self._ended:
+                    self._pending.clear()
+                    self._step()
 
     def __enter__(self) -> Stream:
         return self
@@ -410,46 +428,28 @@ class AsyncStream(_Base):
         raise StopAsyncIteration
 
     async def _start(self) -> StreamEngine:
-        starter = self.starter
-        try:
-            plan = starter.plan()
-            protocol = starter.protocol(plan)
-            if protocol is None:
-                assert starter.spec.adetect is not None
-                protocol = await starter.spec.adetect()
-        except BaseException:
-            self._ended = True
-            raise
+        plan, protocol = self._planned()
         self._loop = asyncio.get_running_loop()
-        return self._adopt(plan, starter.build(plan, protocol))
+        if protocol is None:
+            assert self.starter.spec.adetect is not None
+            try:
+                protocol = await self.starter.spec.adetect()
+            except BaseException:
+                self._ended = True
+                raise
+        return self._adopt(plan, self.starter.build(plan, protocol))
 
     async def _step(self) -> None:
         engine = self.engine if self.engine is not None else await self._start()
         try:
-            source = self._source
-            if not self._opened:
-                if engine.cancelled:
-                    raise engine.cancelled_error()
-                self._opened = True
-                engine.sent()  # before the guard: the deadlines run from it (a source may stamp again)
-                await self._guard(engine, source.aopen(engine))
-            pending = self._pending
-            while not pending:
-                err = engine.check(time.perf_counter_ns())
-                if err is not None:
-                    raise err
-                chunk = await self._guard(engine, source.aread())
-                t = time.perf_counter_ns()  # stamp first, parse after
-                if chunk is None:
-                    if self._eof_events(engine, t):
-                        self._ended = True
-                        await self._close_source()
-                        self._ended_ok(engine, t)
-                    return
-                self._handle(engine, chunk, t)
-                err = engine.interruption(t)
-                if err is not None:
-                    raise err
+            if self._must_open(engine):
+                await self._guard(engine, self._source.aopen(engine))
+            while not self._pending and not self._ended:
+                engine.raise_if_due(time.perf_counter_ns())
+                chunk = await self._guard(engine, self._source.aread())
+                if self._took(engine, chunk, time.perf_counter_ns()):  # stamp first, parse after
+                    await self._close_source()
+                    self._ended_ok(engine)
         except Restart:
             await self._close_source()
             self.engine = None  # plan again: the next step starts afresh
@@ -484,16 +484,12 @@ class AsyncStream(_Base):
 
     async def aclose(self) -> None:
         """End the stream. An unfinished stream counts as cancelled (read to the end without early_cancel)."""
-        if self._ended or self.engine is None:
-            self._ended = True
+        if not self._closing():
             return
-        self.cancel()
-        try:
+        with contextlib.suppress(WorkbenchError):
             while not self._ended:
                 self._pending.clear()
                 await self._step()
-        except WorkbenchError:
-            pass
 
     async def __aenter__(self) -> AsyncStream:
         return self

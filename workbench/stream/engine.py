@@ -237,6 +237,12 @@ class StreamEngine:
             return self.pending_error
         return self.interruption(now_ns)
 
+    def raise_if_due(self, now_ns: int) -> None:
+        """`check`, raising: called by the drivers before every read."""
+        err = self.check(now_ns)
+        if err is not None:
+            raise err
+
     def seconds_left(self, now_ns: int) -> float | None:
         d = self.deadline() if self.sent_ns else None
         return None if d is None else max(0.0, (d[0] - now_ns) / 1e9)
