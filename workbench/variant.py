@@ -7,7 +7,10 @@ the Dashboard all go through it, so they agree on what each toggle means:
 ``Client(url, optimizations=Optimizations(exact_cache=True))`` answers a repeat from its cache.
 
 `prewarm`, `concurrency` and `router_fast_path` act in the experiments runner, not in a single client;
-`Parts.runner` carries them there.
+`Parts.runner` carries them there (`workbench.experiments.runner.acompare`: a warm-up before a variant's
+first request, its bounded worker pool, `router.apply(request, fast_path=...)` when given a `router=`). The
+runner passes `disk_dir` when the user names a `cache_dir=` (`workbench bench --cache-dir`), so the disk
+tier outlives the process; otherwise it is temporary, as below.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ async def test_blocked_loop_is_flagged_and_quiet_run_is_not(sim: ProcessSimulato
     q_share = quiet.measured.get_column("client_share").median()
     b_share = busy.measured.get_column("client_share").median()
     assert isinstance(q_share, float) and isinstance(b_share, float)
+    print(f"client share: quiet {q_share:.3f}, blocked loop {b_share:.3f}")
     assert b_share > 3 * q_share, (q_share, b_share)
     assert busy.meta["client_lag"]["client_lag_p99_ms"] > quiet.meta["client_lag"]["client_lag_p99_ms"]
     assert any("client-limited" in w for w in busy.warnings)

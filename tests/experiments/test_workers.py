@@ -113,5 +113,42 @@ async def test_workers_merge_every_request_exactly_once(sim2: ProcessSimulator) 
     )
     first, last = spans.get_column("first").to_list(), spans.get_column("last").to_list()
     assert max(first) < min(last)
-    assert abs(first[0] - first[1]) < 50_000_000  # released together (ms apart, not a run apart)
+    # released together: their first sends are a small part of the run apart (judged against the run itself,
+    # not a clock bar: on a loaded machine a process may wait tens of ms for a core)
+    assert abs(first[0] - first[1]) < 0.25 * (max(last) - min(first))
     assert "client_share" in m.columns and m.get_column("client_lag_ms").drop_nulls().len() > 0
+
+
+async def test_workers_refuse_what_cannot_cross_processes(sim2: ProcessSimulator) -> None:
+    wl = Workload.synthetic(4, model=sim2.profile.models[0])
+    with pytest.raises(ValueError, match="one process only"):
+        await acompare(
+            wl, [Optimizations.all()], backend=sim2.backend("openai"), arrival="concurrency=2", workers=2,
+            on_event=lambda *_: None,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="at least 3 prompts"):
+        await acompare(
+            wl.head(2),
+            [Optimizations.all()],
+            backend=sim2.backend("openai"),
+            arrival="concurrency=3",
+            workers=3,
+        )
+
+
+async def test_rate_split_over_workers_keeps_the_one_schedule(sim2: ProcessSimulator) -> None:
+    wl = Workload.synthetic(20, output_tokens=2, model=sim2.profile.models[0])
+    run = await acompare(
+        wl,
+        [Optimizations.all()],
+        backend=sim2.backend("openai"),
+        arrival="rate=100",
+        workers=2,
+        progress=False,
+    )
+    m = run.measured
+    assert m.height == 20 and m.get_column("request_id").n_unique() == 20
+    sched = m.get_column("scheduled_ms").sort()
+    # worker 1's schedule is shifted by one gap: merged, the deadlines are every 10 ms from the shared start
+    assert sched.to_list() == pytest.approx([10.0 * k for k in range(20)], abs=0.01)
+    assert run.frame.get_column("arrival").unique().to_list() == ["rate=100"]

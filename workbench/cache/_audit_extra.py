@@ -14,8 +14,22 @@ from workbench.cache.verify import Verifier
 if TYPE_CHECKING:
     from workbench.cache.audit import AuditResult
 
-__all__ = ["holdout_report", "label_pairs", "served_pairs", "split_pairs"]
+__all__ = ["RATE_COLUMNS", "holdout_report", "label_pairs", "served_pairs", "split_pairs"]
 
+
+# A configuration's counts and rates with their interval bounds, in the order the audit's tables show them.
+RATE_COLUMNS = (
+    "n",
+    "hits",
+    "hit_rate",
+    "false_hits",
+    "false_hit_rate",
+    "false_hit_rate_lo",
+    "false_hit_rate_hi",
+    "recall",
+    "recall_lo",
+    "recall_hi",
+)
 
 def split_pairs(pairs: pl.DataFrame, *, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Two halves of a pair frame, stratified by ``category`` (when present), in a fixed pseudo-random
@@ -53,21 +67,7 @@ def holdout_report(
         raise ConfigError(
             "the test audit did not run the chosen configuration", hint="audit both halves alike"
         )
-    cols = [
-        "embedder",
-        "verifier",
-        "min_cosine",
-        "n",
-        "hits",
-        "hit_rate",
-        "false_hits",
-        "false_hit_rate",
-        "false_hit_rate_lo",
-        "false_hit_rate_hi",
-        "recall",
-        "recall_lo",
-        "recall_hi",
-    ]
+    cols = ["embedder", "verifier", "min_cosine", *RATE_COLUMNS]
     return pl.concat(
         [
             pl.DataFrame([point]).select(cols).with_columns(pl.lit("chosen on this half").alias("half")),

@@ -50,7 +50,7 @@ import numpy.typing as npt
 import polars as pl
 
 from workbench._exceptions import ConfigError
-from workbench.cache._audit_extra import holdout_report, label_pairs, served_pairs, split_pairs
+from workbench.cache._audit_extra import RATE_COLUMNS, holdout_report, label_pairs, served_pairs, split_pairs
 from workbench.cache.embedders import Embedder, default_embedder
 from workbench.cache.semantic import DEFAULT_CANDIDATES, SemanticTier
 from workbench.cache.verify import Verifier
@@ -274,16 +274,7 @@ class AuditResult:
             "verifier",
             "min_cosine",
             "meets_budget",
-            "n",
-            "hits",
-            "hit_rate",
-            "false_hits",
-            "false_hit_rate",
-            "false_hit_rate_lo",
-            "false_hit_rate_hi",
-            "recall",
-            "recall_lo",
-            "recall_hi",
+            *RATE_COLUMNS,
             "verify_us",
             "embed_us",
             "lookup_us",

@@ -417,28 +417,23 @@ class DiskTier:
     # ---- gauges (never raise: a damaged file is reported through errors and health.last_error) ----
 
     def _count(self) -> int | None:
-        db = self._db
-        if db is None:
-            return None
-        try:
-            with self._lock:
-                (n,) = db.execute("SELECT COUNT(*) FROM entries WHERE ns = ?", (self.namespace,)).fetchone()
-        except sqlite3.Error as exc:
-            self._failed("count", exc)
-            return None
-        return int(n)
+        return self._gauge("count", "SELECT COUNT(*) FROM entries WHERE ns = ?", self.namespace)
 
     def _total(self) -> int | None:
+        return self._gauge("size", "SELECT total FROM meta WHERE id = 0")
+
+    def _gauge(self, what: str, sql: str, *params: object) -> int | None:
+        """One number from the file, or None (the failure recorded under `what`) when it cannot be read."""
         db = self._db
         if db is None:
             return None
         try:
             with self._lock:
-                (total,) = db.execute("SELECT total FROM meta WHERE id = 0").fetchone()
+                (value,) = db.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
-            self._failed("size", exc)
+            self._failed(what, exc)
             return None
-        return int(total)
+        return int(value)
 
     def __len__(self) -> int:
         """Entries of this namespace (0 when the file cannot be read; see `gauges`)."""

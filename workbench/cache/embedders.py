@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from workbench._exceptions import ConfigError, ConnectError, NotFoundError, StatusError, TimeoutError
 from workbench._types import Backend
+from workbench.cache._http import BackendClient
 
 __all__ = [
     "DEFAULT_STATIC_PATH",
@@ -282,7 +283,7 @@ class MiniLMEmbedder:
         return normalize_rows(vecs)
 
 
-class BackendEmbedder:
+class BackendEmbedder(BackendClient):
     """The backend's own embedding endpoint: Ollama ``POST /api/embed`` or OpenAI ``POST /v1/embeddings``.
 
     `protocol="auto"` uses the backend's protocol when it names one, else asks ``GET /api/version`` (only
@@ -303,21 +304,7 @@ class BackendEmbedder:
         self.model = model
         self._protocol = protocol or self.backend.protocol
         self._batch = batch_size
-        headers = self.backend.auth_headers()
-        self._own_client = client is None
-        self._client = client or httpx.Client(
-            base_url=self.backend.url, timeout=timeout, verify=self.backend.verify, headers=headers
-        )
-
-    def close(self) -> None:
-        if self._own_client:
-            self._client.close()
-
-    def __enter__(self) -> BackendEmbedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._connect(self.backend, client, timeout)
 
     @property
     def name(self) -> str:

@@ -268,7 +268,7 @@ class AutoIndex:
 
     @property
     def dim(self) -> int:
-        return self._dim
+        return self._impl.dim
 
     @property
     def kind(self) -> str:

@@ -38,6 +38,7 @@ import numpy as np
 from workbench._exceptions import ConfigError
 from workbench._types import Backend
 from workbench.cache import _traps
+from workbench.cache._http import BackendClient
 from workbench.cache.counters import Counters
 from workbench.cache.embedders import Embedder
 
@@ -235,7 +236,7 @@ JUDGE_SYSTEM = (
 )
 
 
-class LLMJudge(VerifierBase):
+class LLMJudge(VerifierBase, BackendClient):
     """The backend model as a yes/no judge, over httpx (Ollama ``/api/chat`` or OpenAI
     ``/v1/chat/completions``, not streamed, temperature 0). `only_below`: candidates at or above this
     similarity are accepted without a call (judge only those near the bar). Errors, timeouts and replies
@@ -262,26 +263,12 @@ class LLMJudge(VerifierBase):
             )
         self.protocol: Literal["ollama", "openai"] = proto
         self.only_below = only_below
-        headers = self.backend.auth_headers()
-        self._own_client = client is None
-        self._client = client or httpx.Client(
-            base_url=self.backend.url, timeout=timeout, verify=self.backend.verify, headers=headers
-        )
+        self._connect(self.backend, client, timeout)
         self.errors = Counters(("errors", "unclear", "skipped"))
 
     @property
     def name(self) -> str:
         return f"judge:{self.model}"
-
-    def close(self) -> None:
-        if self._own_client:
-            self._client.close()
-
-    def __enter__(self) -> LLMJudge:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _ask(self, query: str, candidate: str) -> str:
         messages = [

@@ -26,6 +26,8 @@ from workbench.charts._base import (
 )
 
 _MAX_TIMELINE_POINTS = 4000
+#: Cache outcomes answered from the cache (a replay, not generation): their rates are not streaming rates.
+CACHE_HITS: tuple[str, ...] = ("exact", "semantic")
 
 # ---- histograms ----
 
@@ -150,13 +152,34 @@ def _throughput_data(frame: pl.DataFrame, metric: str, interval: str, level: flo
     return pl.DataFrame(rows)
 
 
+def has_cache_hits(frame: pl.DataFrame) -> bool:
+    """True when some row of `frame` was answered from the cache (its `cache` column is a hit)."""
+    return "cache" in frame.columns and bool(frame["cache"].cast(pl.String).is_in(list(CACHE_HITS)).any())
+
+
+def _split_by_cache(frame: pl.DataFrame) -> pl.DataFrame:
+    # Streamed requests (cache off, miss, bypass) and hits (replays) never share a group: a replay's
+    # tokens/s or TPOT measures the replay, not generation, and pooling them makes a meaningless median.
+    hit = pl.col("cache").cast(pl.String).is_in(list(CACHE_HITS))
+    outcome = pl.when(hit).then(pl.lit(" · cache hit")).otherwise(pl.lit(" · streamed"))
+    return frame.with_columns((pl.col("__group") + outcome).alias("__group"))
+
+
 def _build_throughput(
-    frame: pl.DataFrame, metric: str, by: str | None, interval: str, level: float, y_title: str
+    frame: pl.DataFrame,
+    metric: str,
+    by: str | None,
+    interval: str,
+    level: float,
+    y_title: str,
+    split_cache: bool = False,
 ) -> Any:
     frame, label = _group_column(_measured(frame), by, "variant", "throughput_by_variant")
     frame = _finite(frame, metric)
     if frame.is_empty():
         return None
+    if split_cache and has_cache_hits(frame):
+        frame = _split_by_cache(frame)
     data = _throughput_data(frame, metric, interval, level)
     # Cache replays reach absurd rates (no generation time): past a 50x spread, a log axis keeps the
     # other variants readable, and dots replace bars (a bar's length means nothing on a log axis).
@@ -191,15 +214,24 @@ def throughput_by_variant(
     metric: str = "tokens_per_s",
     interval: Literal["bootstrap", "iqr"] = "bootstrap",
     level: float = 0.95,
+    split_cache: bool = False,
 ) -> Any:
-    """Median tokens/s per variant; error bars: bootstrap CI of the median (or p25-p75 with `iqr`)."""
-    name = "Throughput per variant (tokens/s)"
+    """Median tokens/s per variant; error bars: bootstrap CI of the median (or p25-p75 with `iqr`).
+
+    `split_cache`: when the frame has cache hits, each group is split into "streamed" and "cache hit"
+    (replays), so a replay's rate is never pooled with generation; the subtitle says so. `metric` may be
+    any per-request rate or time (`tpot_ms` too).
+    """
+    name = "Throughput per variant (tokens/s)" if metric == "tokens_per_s" else f"{metric} per variant"
     if frame.is_empty():
         return _finish(_no_data(name), name)
     _require(frame, [metric], "throughput_by_variant")
-    chart = _build_throughput(frame, metric, by, interval, level, f"median {metric}")
+    chart = _build_throughput(frame, metric, by, interval, level, f"median {metric}", split_cache)
     bars = f"{level:.0%} bootstrap CI of the median" if interval == "bootstrap" else "p25-p75"
-    return _finish(chart if chart is not None else _no_data(name), name, f"bars: {bars}")
+    sub = f"bars: {bars}"
+    if split_cache and has_cache_hits(_measured(frame)):
+        sub += "; cache hits (replays) apart from streamed requests"
+    return _finish(chart if chart is not None else _no_data(name), name, sub)
 
 
 # ---- per-token timeline ----

@@ -13,6 +13,7 @@ import httpx
 
 from workbench._exceptions import WorkbenchError
 from workbench._types import ProtocolName, Request, StreamResult
+from workbench.client._h11_transport import fast_async_transport
 from workbench.client._shared import (
     ERROR_BODY_LIMIT,
     MODEL_PATHS,
@@ -45,6 +46,16 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport]):
         finally:
             if owned:
                 await http.aclose()
+
+    def _default_transport(self) -> httpx.AsyncBaseTransport:
+        """HTTP/1.1: our h11 transport, because httpx's pool costs the event loop O(connections) per request
+        and made the client, not the server, the limit from ~64 streams (benchmarks/concurrency_sweep.py:
+        0.60-0.64x a bare reader at 64 streams, 0.07-0.13x at 128-256; the h11 transport 0.86-0.99x).
+        HTTP/2 (multiplexed streams, which that transport does not speak): httpx's."""
+        options = transport_options(self.backend, self.optimizations)
+        if self.optimizations.http2:
+            return httpx.AsyncHTTPTransport(**options)
+        return fast_async_transport(options["limits"], verify=options["verify"])
 
     @property
     def protocol(self) -> ProtocolName | None:

@@ -109,15 +109,18 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
     return verify
 
 
-def pool_limits() -> httpx.Limits:
+def pool_limits(*, fast: bool = False) -> httpx.Limits:
     """Keep idle connections long enough to be reused across a notebook's requests.
 
-    At most 100 connections: measured with benchmarks/concurrency_sweep.py, httpcore's pool costs CPU per
-    connection per event, and 128-256 uncapped streams saturated the client's event loop (delivered tokens/s
-    fell 2-4x below the capped pool). Requests beyond the cap wait inside httpx after the send stamp; the
-    experiments runner warns when a run can exceed it (`pool_warning`). Keep-alive covers every connection
-    the pool may open, so a wave of streams ending together does not close connections the next wave needs."""
-    return httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30.0)
+    httpx's own pool (the sync client, and HTTP/2): at most 100 connections. Measured with
+    benchmarks/concurrency_sweep.py, httpcore's pool costs CPU per connection per event (every assignment
+    scans every connection), and 128-256 uncapped streams saturated the client's event loop. `fast`: the
+    async client's HTTP/1.1 transport (`_h11_transport`, an O(1) pool) takes 1,024. Requests beyond the cap
+    wait for a connection after the send stamp; the experiments runner warns when a run can exceed it
+    (`pool_warning`). Keep-alive covers every connection the pool may open, so a wave of streams ending
+    together does not close connections the next wave needs."""
+    n = 1024 if fast else 100
+    return httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=30.0)
 
 
 def httpx_timeout(timeouts: Timeouts) -> httpx.Timeout:
@@ -279,7 +282,7 @@ def transport_options(backend: Backend, optimizations: Optimizations) -> dict[st
     return {
         "verify": ssl_context(backend.verify),
         "http2": optimizations.http2,
-        "limits": pool_limits(),
+        "limits": pool_limits(fast=not optimizations.http2),
         "retries": 0,
     }
 

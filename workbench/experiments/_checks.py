@@ -40,7 +40,7 @@ def pool_warning(arrival: Arrival, variants: Mapping[str, Optimizations]) -> str
     """More requests in flight than the client's HTTP/1.1 connection limit: the excess waits inside httpx for
     a connection after the send stamp, so that wait lands in TTFT instead of in `client_queue_ms`."""
     in_flight = arrival.n if isinstance(arrival, Concurrency) else getattr(arrival, "max_concurrency", 1)
-    limit = pool_limits().max_connections
+    limit = pool_limits(fast=True).max_connections  # the async client's HTTP/1.1 pool
     if limit is None or in_flight <= limit:
         return None
     affected = [name for name, opt in variants.items() if opt.connection_pool and not opt.http2]

@@ -7,7 +7,6 @@ share the process: whole-process CPU would blame the client for the server's wor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 import time
@@ -78,37 +77,47 @@ class Monitor:
 # waits about as long as that callback did, because both wait for the same loop. Stamps are taken when the
 # loop gets to the bytes, so this wait is inside every TTFT and ITL the client reports, and invisible there.
 
+# epoll takes its timeout in whole milliseconds, rounded up, so even an idle loop wakes up to 1 ms late: that
+# part is the kernel's timer granularity, not client work, and is not counted as lag.
+TIMER_FLOOR_NS = 1_000_000
 CLIENT_SHARE_LIMIT = 0.2  # a run whose client lag is above 20% of its inter-token latency is client-limited
 
 
 class LoopLag:
-    """Samples the running event loop's lag (`asyncio.sleep(interval)` woken late by how much) as
-    (t_ns, lag_ns) pairs on the perf_counter_ns clock. Start and stop from inside the loop being measured."""
+    """Samples the running event loop's lag (a `call_later(interval)` callback run late by how much) as
+    (t_ns, lag_ns) pairs on the perf_counter_ns clock. Start and stop from inside the loop being measured.
+
+    A bare callback chain, not a task around `asyncio.sleep`: no Future or task step per tick, so the
+    sampler itself costs the loop as little as it can (an A/B at 200 req/s open loop measured the
+    sleep-based version ~4% slower than no sampler)."""
 
     def __init__(self, interval_ms: float = 5.0) -> None:
         self.interval_ns = int(interval_ms * 1e6)
         self.t_ns: list[int] = []
         self.lag_ns: list[int] = []
-        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0
 
-    async def _run(self) -> None:
-        step = self.interval_ns / 1e9
-        while True:
-            due = time.perf_counter_ns() + self.interval_ns
-            await asyncio.sleep(step)
-            now = time.perf_counter_ns()
-            self.t_ns.append(now)
-            self.lag_ns.append(max(now - due, 0))
+    def _tick(self) -> None:
+        now = time.perf_counter_ns()
+        self.t_ns.append(now)
+        self.lag_ns.append(max(now - self._due - TIMER_FLOOR_NS, 0))
+        self._schedule(now)
+
+    def _schedule(self, now: int) -> None:
+        assert self._loop is not None
+        self._due = now + self.interval_ns
+        self._handle = self._loop.call_later(self.interval_ns / 1e9, self._tick)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="workbench-loop-lag")
+        self._loop = asyncio.get_running_loop()
+        self._schedule(time.perf_counter_ns())
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.cancel()
 
     def summary(self) -> dict[str, float]:
         """`client_lag_p50_ms`, `client_lag_p99_ms`, `client_lag_max_ms` and the sample count."""
@@ -125,7 +134,8 @@ class LoopLag:
 
     def per_request(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Per request (by `request_id`): `client_lag_ms` (mean loop lag sampled while it streamed),
-        `client_lag_p99_ms`, and `client_share` = mean lag / the request's median ITL."""
+        `client_lag_p99_ms`, and `client_share` = mean lag / the request's mean ITL. The mean, not the
+        median: behind a busy loop chunks arrive bunched, and the median gap of a bunch is about zero."""
         t = np.asarray(self.t_ns, dtype=np.int64)
         lag = np.asarray(self.lag_ns, dtype=np.float64) / 1e6
         ids, means, p99s, shares = [], [], [], []
@@ -140,7 +150,7 @@ class LoopLag:
                 continue
             window = lag[lo:hi]
             mean = float(window.mean())
-            itl_med = float(np.median(itl)) if itl else math.nan
+            itl_med = float(np.mean(itl)) if itl else math.nan
             ids.append(rid)
             means.append(mean)
             p99s.append(float(np.quantile(window, 0.99)))

@@ -7,22 +7,26 @@ so in `Parts.runner`); `router_fast_path` acts through the `router=` the runner 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
 from workbench import variant
 from workbench._exceptions import ConfigError, WorkbenchError
-from workbench._types import Backend, Request, Timeouts
+from workbench._types import Backend, Request, StreamResult, Timeouts
 from workbench.experiments.clients import make_client
 from workbench.optimizations import Optimizations
+from workbench.view import view_columns
 
 if TYPE_CHECKING:
     from workbench.router import Router
 
-__all__ = ["arm_run", "batches", "disk_folder", "make_clients", "prewarm", "warmup_request"]
+__all__ = ["arm_run", "batches", "disk_folder", "make_clients", "prewarm", "run_pool", "warmup_request"]
 
 # How long Ollama keeps the model loaded after the warm-up (its own default is 5 minutes too; saying it
 # explicitly keeps a server configured with a short OLLAMA_KEEP_ALIVE from unloading it mid-run).
@@ -173,3 +177,39 @@ def arm_run(
                 if all(pair[0] is not c or pair[1] != m for c, m in targets):
                     targets.append(pair)
         run.warm_targets[name] = targets
+
+
+async def run_pool(run: Any, batch: Sequence[tuple[Any, Request]], n: int) -> None:
+    """`concurrency`: one batch of a variant through a bounded pool of `n` workers. The whole batch is
+    submitted at once (its scheduled and ready time); each worker takes the next request when it is free, so
+    up to `n` are in flight and the wait for a free worker is the request's `client_queue_ms`. Results are
+    put back in submission order when the frame is built."""
+    start = time.perf_counter_ns()
+    it = iter(batch)
+
+    async def worker() -> None:
+        for slot, req in it:  # a shared iterator: the bounded pool
+            if run.stopping:
+                return
+            await run.one(slot, req, start, None, ready_ns=start)
+
+    await asyncio.gather(*(worker() for _ in range(min(n, len(batch)))))
+
+
+def view_frame(results: Sequence[StreamResult]) -> pl.DataFrame:
+    """What each request would cost the notebook view under its own variant's `coalesce_ui` /
+    `incremental_render` (messages and bytes to the front end, kernel CPU), measured headless by replaying
+    its chunks through the widget's view model (`workbench.view`): the view toggles act in every bench."""
+    rows = [
+        {
+            "request_id": r.request.id,
+            **view_columns(
+                r,
+                coalesce=bool(r.optimizations.get("coalesce_ui")),
+                incremental=bool(r.optimizations.get("incremental_render")),
+            ),
+        }
+        for r in results
+    ]
+    counts = {"ui_messages": pl.Int64(), "ui_bytes": pl.Int64(), "ui_cpu_ms": pl.Float64()}
+    return pl.DataFrame(rows, schema={"request_id": pl.String(), **counts})

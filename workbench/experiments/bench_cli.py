@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--out", default=None, help="output directory (default data/results/bench-<time>)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument(
+        "--cache-dir",
+        default=None,
+        help="keep disk_cache variants' disk tier in DIR/<variant> across runs (a later run answers from "
+        "it); default: a temporary folder per variant, removed after the run",
+    )
     r.add_argument("--charts", action=argparse.BooleanOptionalAction, default=True)
     r.add_argument(
         "--scenarios",
@@ -321,6 +327,7 @@ def _main(args: argparse.Namespace) -> int:
                 block=args.block,
                 slo=slo,
                 baseline="baseline" if "baseline" in variants else None,
+                cache_dir=args.cache_dir,
                 workers=args.workers,
                 executor=args.executor,
             )

@@ -181,12 +181,18 @@ def _router(
 def _view(
     f: pl.DataFrame, meta: Mapping[str, Any], config: Mapping[str, Any], on: list[str]
 ) -> tuple[bool, str]:
+    # The runner's headless `ui_messages` / `ui_bytes` / `ui_cpu_ms` columns always show what the view toggles
+    # change (the front end's cost, compared per variant on those columns); on the wire and on the timing
+    # metrics they act only when a live view rendered the stream (`view_*` columns, the Dashboard's runs).
     rows = _rows(f, on)
-    cols = [c for c in rows.columns if c.startswith(("ui_", "view_"))]
+    cols = [c for c in rows.columns if c.startswith("view_")]
     k = max((rows.height - rows.get_column(c).null_count() for c in cols), default=0)
     if k:
-        return True, f"{k} requests rendered through a view"
-    return False, "no view in this run: the runner streams headless (the widget measures this toggle)"
+        return True, f"{k} requests rendered through a live view"
+    return False, (
+        "no live view in this run: the timing metrics cannot show it; its effect is in the ui_messages, "
+        "ui_bytes and ui_cpu_ms columns"
+    )
 
 
 _CHECKS: dict[str, Check] = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -184,11 +185,7 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    m = len(s) // 2
-    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+    return statistics.median(values) if values else None
 
 
 def _fmt(v: float | None) -> str:

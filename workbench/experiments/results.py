@@ -117,28 +117,19 @@ class RunResult:
         seed = int(self.config.get("seed", 0))
         base = baseline or self.config.get("baseline")
         skip = self.not_exercised if base in (None, self.config.get("baseline")) else {}
-        out = comparisons(
-            self.frame,
-            baseline=base,
-            metrics=metrics,
-            stats=plain,
-            level=level,
-            seed=seed,
-            order=self.variants,
-            not_exercised=skip,
-        )
+        # what both comparisons are asked alike
+        common: dict[str, Any] = {
+            "baseline": base,
+            "metrics": metrics,
+            "level": level,
+            "seed": seed,
+            "order": self.variants,
+            "not_exercised": skip,
+        }
+        out = comparisons(self.frame, stats=plain, **common)
         if "paired" not in stats:
             return out
-        paired = paired_comparisons(
-            self.frame,
-            baseline=base,
-            metrics=metrics,
-            level=level,
-            seed=seed,
-            order=self.variants,
-            not_exercised=skip,
-        )
-        return pl.concat([out, paired])
+        return pl.concat([out, paired_comparisons(self.frame, **common)])
 
     @property
     def not_exercised(self) -> dict[str, str]:

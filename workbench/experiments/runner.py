@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from workbench._exceptions import StatusError, WorkbenchError
+from workbench._exceptions import ConfigError, StatusError, WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
 from workbench.client import AsyncClient
 from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import LoopLag, Monitor, client_limited_warning
-from workbench.experiments._toggles import arm_run, batches, make_clients, prewarm
+from workbench.experiments._toggles import arm_run, batches, make_clients, prewarm, run_pool, view_frame
 from workbench.experiments.arrivals import (
     Arrival,
     Concurrency,
@@ -289,7 +289,7 @@ async def _drive(
             if len(batch) == 1:
                 await run.one(slots[batch[0]], requests[batch[0]], time.perf_counter_ns(), None)
             else:
-                await _pool(run, [(slots[i], requests[i]) for i in batch], pools[slots[batch[0]].variant])
+                await run_pool(run, [(slots[i], requests[i]) for i in batch], pools[slots[batch[0]].variant])
     elif isinstance(arrival, Concurrency):
         it = iter(zip(slots, requests, strict=True))
 
@@ -314,23 +314,6 @@ async def _drive(
             tasks.append(asyncio.create_task(run.one(slot, req, deadline, sem)))
         await asyncio.gather(*tasks)
     return t0
-
-
-async def _pool(run: _Run, batch: Sequence[tuple[Slot, Request]], n: int) -> None:
-    """`concurrency`: one batch of a variant through a bounded pool of `n` workers. The whole batch is
-    submitted at once (its scheduled and ready time); each worker takes the next request when it is free, so
-    up to `n` are in flight and the wait for a free worker is the request's `client_queue_ms`. Results are
-    put back in submission order when the frame is built."""
-    start = time.perf_counter_ns()
-    it = iter(batch)
-
-    async def worker() -> None:
-        for slot, req in it:  # a shared iterator: the bounded pool
-            if run.stopping:
-                return
-            await run.one(slot, req, start, None, ready_ns=start)
-
-    await asyncio.gather(*(worker() for _ in range(min(n, len(batch)))))
 
 
 def _variants(variants: Mapping[str, Optimizations] | Sequence[Optimizations]) -> dict[str, Optimizations]:
@@ -452,6 +435,17 @@ async def acompare(
       `meta["disk_cache"]` says which.
     """
     if workers > 1:
+        if router is not None or cache_dir is not None:
+            raise ConfigError(
+                "router= and cache_dir= act in one process only",
+                hint="run with workers=1 (the default) to route requests or keep a disk cache",
+            )
+        if on_event is not None or on_result is not None or client_factory is not None:
+            # callbacks and factories would run in the worker processes, out of the caller's reach
+            raise ConfigError(
+                "on_event=, on_result= and client_factory= act in one process only",
+                hint="run with workers=1, or read the merged frame after the run",
+            )
         from workbench.experiments.workers import arun_workers
 
         return await arun_workers(
@@ -525,6 +519,7 @@ async def acompare(
         (pl.col("sent_lag_ms") + pl.col("e2e_ms")).alias("e2e_from_schedule_ms"),
     )
     frame = frame.join(lag.per_request(frame), on="request_id", how="left")
+    frame = frame.join(view_frame(results), on="request_id", how="left")
     warnings = []
     if run.unexpected:
         warnings.append(f"{len(run.unexpected)} request(s) failed unexpectedly, first: {run.unexpected[0]}")

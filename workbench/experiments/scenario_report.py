@@ -16,6 +16,7 @@ number and an outcome:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,28 +165,45 @@ def _judge(c: Claim, row: dict[str, Any] | None, numbers: dict[str, float]) -> t
     value = numbers.get(c.number, float("nan"))
     if not math.isfinite(value):
         return "not run", f"{c.number} not measured"
-    ok = value <= c.limit if c.kind == "max" else value >= c.limit
+    # an absolute figure counts only with the toggle's effect detected (CI above 1) in the same run
+    ok = lo > 1.0 and (value <= c.limit if c.kind == "max" else value >= c.limit)
     return ("confirmed" if ok else "refuted"), f"{c.number} = {value:,.2f}; {ratio}"
 
 
-def seed_claims(result: ScenarioResult) -> pl.DataFrame:
-    """One row per seed claim: source, claim, toggle, scenario, measured, outcome."""
+def seed_claims(result: ScenarioResult, others: Mapping[str, ScenarioResult] | None = None) -> pl.DataFrame:
+    """One row per seed claim: source, claim, toggle, scenario, measured, outcome.
+
+    `others`: label -> results of the same scenarios on another backend (e.g. `{"llama.cpp": ...}` from
+    `scenario_backend.run_on_backend`); each adds `measured (<label>)` and `outcome (<label>)` columns. A
+    claim whose scenario did not run there says "not measured" with the reason.
+    """
+    out = [
+        {
+            "source": c.source,
+            "claim": c.claim,
+            "toggle": c.toggle or "-",
+            "scenario": c.scenario or "-",
+            "measured (simulator)": measured,
+            "outcome": outcome,
+        }
+        for c, (outcome, measured) in zip(SEED_CLAIMS, _judge_all(result), strict=True)
+    ]
+    for label, res in (others or {}).items():
+        ran = set(res.table.get_column("scenario").to_list())
+        for row, c, (outcome, measured) in zip(out, SEED_CLAIMS, _judge_all(res), strict=True):
+            if c.kind != "na" and c.scenario not in ran:
+                outcome, measured = "not measured", f"scenario {c.scenario!r} not run on {label}"
+            row[f"measured ({label})"], row[f"outcome ({label})"] = measured, outcome
+    return pl.DataFrame(out)
+
+
+def _judge_all(result: ScenarioResult) -> list[tuple[str, str]]:
     rows_by_key = {r["scenario"]: r for r in result.table.iter_rows(named=True)}
     out = []
     for c in SEED_CLAIMS:
         m = result.measured.get(c.scenario)
-        outcome, measured = _judge(c, rows_by_key.get(c.scenario), m.numbers if m is not None else {})
-        out.append(
-            {
-                "source": c.source,
-                "claim": c.claim,
-                "toggle": c.toggle or "-",
-                "scenario": c.scenario or "-",
-                "measured (simulator)": measured,
-                "outcome": outcome,
-            }
-        )
-    return pl.DataFrame(out)
+        out.append(_judge(c, rows_by_key.get(c.scenario), m.numbers if m is not None else {}))
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -241,7 +259,10 @@ def scenario_chart(table: pl.DataFrame) -> Any:
     skipped = table.filter(pl.col("verdict") == "not exercised").get_column("toggle").to_list()
     title = "Each toggle in its scenario: improvement factor (> 1 = better), 95% CI"
     sub = [f"not exercised (not drawn): {', '.join(skipped)}"] if skipped else []
-    data = ok.select("toggle", "metric", "factor", "ci_lo", "ci_hi", "verdict").to_pandas()
+    # inline values (no pandas here): the encodings carry their types
+    data: Any = alt.InlineData(
+        values=ok.select("toggle", "metric", "factor", "ci_lo", "ci_hi", "verdict").to_dicts()
+    )
     y = alt.Y("toggle:N", sort=None, title=None)
     x_scale = alt.Scale(type="log")
     base = alt.Chart(data)
@@ -252,7 +273,7 @@ def scenario_chart(table: pl.DataFrame) -> Any:
         y=y,
         x=alt.X("factor:Q", scale=x_scale),
         color=alt.Color("verdict:N", title="verdict"),
-        tooltip=["toggle", "metric", "factor", "ci_lo", "ci_hi", "verdict"],
+        tooltip=["toggle:N", "metric:N", "factor:Q", "ci_lo:Q", "ci_hi:Q", "verdict:N"],
     )
     one = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(1.0))
     return (bars + points + one).properties(

@@ -15,6 +15,9 @@ parent's clock and their `sent_ns`/`end_ns` stamps compare directly (tests/exper
 that a child's reading lies between two of the parent's). Ray actors may sit on other machines whose
 monotonic clocks differ: their gate is a wall-clock instant, and the merge shifts each worker's stamps so its
 start instant lines up with the first worker's (aligned offsets); on one machine that shift is about zero.
+
+Worker processes are spawned, not forked (the parent may hold threads: a simulator, the monitor), so a
+script that calls `compare(..., workers=N)` needs the usual `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations

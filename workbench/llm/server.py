@@ -21,12 +21,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import httpx
 
 from workbench._exceptions import ConfigError, WorkbenchError
+from workbench._running import Running
 from workbench._types import Backend
 from workbench.llm.model import MODEL_ALIAS, ensure_model, require_llm_extra
 
@@ -74,7 +74,7 @@ def _check_port(host: str, port: int) -> None:
             ) from exc
 
 
-class LlamaServer:
+class LlamaServer(Running):
     """llama.cpp serving a GGUF (by default the bundled Gemma 3 270M) on ``host:port``; a context manager.
 
     ``port=0`` picks a free port. Generation and prompt processing use half the cores (at least one), so
@@ -159,14 +159,6 @@ class LlamaServer:
                 proc.kill()
                 proc.wait()
         self._close_log(remove=True)
-
-    def __enter__(self) -> LlamaServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __del__(self) -> None:
         # Only a safety net for servers nobody stopped; the child also exits when our stdin pipe closes.

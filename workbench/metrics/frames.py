@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,40 +166,54 @@ def _ms(t_ns: int, sent_ns: int) -> float:
     return (t_ns - sent_ns) / _NS_PER_MS
 
 
+# to_frame's columns that hold a StreamResult field, or a Metrics field, as it is
+_RESULT_FIELDS = (
+    "backend",
+    "protocol",
+    "status",
+    "error_kind",
+    "error",
+    "finish_reason",
+    "cache",
+    "cache_similarity",
+    "saved_ms",
+    "saved_tokens",
+    "wasted_ms_after_stop",
+    "sent_ns",
+    "end_ns",
+)
+_METRIC_FIELDS = (
+    "ttfb_ms",
+    "ttft_ms",
+    "first_text_ms",
+    "e2e_ms",
+    "done_ms",
+    "tpot_ms",
+    "output_tokens",
+    "tokens_source",
+    "tokens_per_s",
+    "connect_ms",
+    "connection_reused",
+    "bytes_received",
+)
+
+
 def to_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
     """One row per request, with every Metrics field, the request's tags and `opt_*` toggle columns."""
     res = list(results)
     rows: dict[str, list[Any]] = {name: [] for name in REQUEST_SCHEMA}
     for r in res:
         m = r.metrics
+        for name in _RESULT_FIELDS:
+            rows[name].append(getattr(r, name))
+        for name in _METRIC_FIELDS:
+            rows[name].append(getattr(m, name))
         rows["request_id"].append(r.request.id)
         rows["variant"].append(_variant(r.request.tags))
         rows["model"].append(r.request.model)
-        rows["backend"].append(r.backend)
-        rows["protocol"].append(r.protocol)
         rows["endpoint"].append(r.request.endpoint)
         rows["http_version"].append(r.http_version or None)
-        rows["status"].append(r.status)
-        rows["error_kind"].append(r.error_kind)
-        rows["error"].append(r.error)
-        rows["finish_reason"].append(r.finish_reason)
-        rows["cache"].append(r.cache)
-        rows["cache_similarity"].append(r.cache_similarity)
-        rows["saved_ms"].append(r.saved_ms)
-        rows["saved_tokens"].append(r.saved_tokens)
-        rows["ttfb_ms"].append(m.ttfb_ms)
-        rows["ttft_ms"].append(m.ttft_ms)
-        rows["first_text_ms"].append(m.first_text_ms)
-        rows["e2e_ms"].append(m.e2e_ms)
-        rows["done_ms"].append(m.done_ms)
-        rows["tpot_ms"].append(m.tpot_ms)
         rows["itl_ms"].append(list(m.itl_ms))
-        rows["output_tokens"].append(m.output_tokens)
-        rows["tokens_source"].append(m.tokens_source)
-        rows["tokens_per_s"].append(m.tokens_per_s)
-        rows["connect_ms"].append(m.connect_ms)
-        rows["connection_reused"].append(m.connection_reused)
-        rows["bytes_received"].append(m.bytes_received)
         rows["n_chunks"].append(len(r.chunks))
         rows["text_chars"].append(len(r.text))
         rows["reasoning_chars"].append(len(r.reasoning))
@@ -207,9 +221,6 @@ def to_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
         rows["n_choices"].append(max(len(r.choices), 1))
         rows["prompt_chars"].append(r.request.prompt_chars)
         rows["prompt"].append(r.request.last_user_text)
-        rows["wasted_ms_after_stop"].append(r.wasted_ms_after_stop)
-        rows["sent_ns"].append(r.sent_ns)
-        rows["end_ns"].append(r.end_ns)
     base = pl.DataFrame(rows, schema=REQUEST_SCHEMA)
     opts = pl.DataFrame(_opt_columns([r.optimizations for r in res]))
     if opts.width == 0:
@@ -229,48 +240,51 @@ def _with_tags(frame: pl.DataFrame, res: Sequence[StreamResult], owner: Sequence
     return pl.concat([frame, per_request.select(pl.all().gather(idx))], how="horizontal")
 
 
-def chunks_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
-    """One row per recorded chunk: arrival time since send, kind, text length and the gaps to earlier ones."""
+def _per_request_frame(
+    results: Iterable[StreamResult],
+    schema: dict[str, pl.DataType],
+    rows_of: Callable[[StreamResult], Iterator[tuple[Any, ...]]],
+) -> pl.DataFrame:
+    """Several rows per request: its id, variant and the row's position `i`, then the values `rows_of`
+    yields for each row (the schema's remaining columns, in order), then the request's tags."""
     res = list(results)
-    rows: dict[str, list[Any]] = {name: [] for name in CHUNK_SCHEMA}
+    rows: dict[str, list[Any]] = {name: [] for name in schema}
+    ids, variants, positions = rows["request_id"], rows["variant"], rows["i"]
+    rest = [rows[name] for name in list(schema)[3:]]
     owner: list[int] = []
     for k, r in enumerate(res):
         variant = _variant(r.request.tags)
-        prev_ns: int | None = None
-        prev_tok_ns: int | None = None
-        for i, c in enumerate(r.chunks):
-            rows["request_id"].append(r.request.id)
-            rows["variant"].append(variant)
-            rows["i"].append(i)
-            rows["t_ms"].append(_ms(c.t_ns, r.sent_ns))
-            rows["text_len"].append(len(c.text))
-            rows["n_bytes"].append(c.n_bytes)
-            rows["kind"].append(c.kind)
-            rows["gap_ms"].append(None if prev_ns is None else _ms(c.t_ns, prev_ns))
-            if c.text or c.kind != "text":
-                rows["itl_ms"].append(None if prev_tok_ns is None else _ms(c.t_ns, prev_tok_ns))
-                prev_tok_ns = c.t_ns
-            else:
-                rows["itl_ms"].append(None)
-            prev_ns = c.t_ns
+        for i, values in enumerate(rows_of(r)):
+            ids.append(r.request.id)
+            variants.append(variant)
+            positions.append(i)
+            for column, value in zip(rest, values, strict=True):
+                column.append(value)
             owner.append(k)
-    return _with_tags(pl.DataFrame(rows, schema=CHUNK_SCHEMA), res, owner)
+    return _with_tags(pl.DataFrame(rows, schema=schema), res, owner)
+
+
+def _chunk_rows(r: StreamResult) -> Iterator[tuple[Any, ...]]:
+    prev_ns: int | None = None
+    prev_tok_ns: int | None = None
+    for c in r.chunks:
+        itl = None
+        if c.text or c.kind != "text":
+            itl = None if prev_tok_ns is None else _ms(c.t_ns, prev_tok_ns)
+            prev_tok_ns = c.t_ns
+        gap = None if prev_ns is None else _ms(c.t_ns, prev_ns)
+        yield _ms(c.t_ns, r.sent_ns), len(c.text), c.n_bytes, c.kind, gap, itl
+        prev_ns = c.t_ns
+
+
+def chunks_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
+    """One row per recorded chunk: arrival time since send, kind, text length and the gaps to earlier ones."""
+    return _per_request_frame(results, CHUNK_SCHEMA, _chunk_rows)
 
 
 def itl_frame(results: Iterable[StreamResult]) -> pl.DataFrame:
     """Pooled inter-token latencies (a distribution over all requests), one row per gap."""
-    res = list(results)
-    rows: dict[str, list[Any]] = {name: [] for name in ITL_SCHEMA}
-    owner: list[int] = []
-    for k, r in enumerate(res):
-        variant = _variant(r.request.tags)
-        for i, gap in enumerate(r.metrics.itl_ms):
-            rows["request_id"].append(r.request.id)
-            rows["variant"].append(variant)
-            rows["i"].append(i)
-            rows["itl_ms"].append(gap)
-            owner.append(k)
-    return _with_tags(pl.DataFrame(rows, schema=ITL_SCHEMA), res, owner)
+    return _per_request_frame(results, ITL_SCHEMA, lambda r: ((gap,) for gap in r.metrics.itl_ms))
 
 
 def tokens_note(frame: pl.DataFrame) -> str | None:

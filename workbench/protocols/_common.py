@@ -8,20 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from workbench import _types as ev
 from workbench._exceptions import MalformedStreamError, StreamError, TruncatedStreamError
-from workbench._types import (
-    Choice,
-    ChoiceDelta,
-    DoneEvent,
-    ReasoningDelta,
-    Request,
-    StreamEvent,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    Usage,
-    UsageEvent,
-)
+from workbench._types import Choice, Request, StreamEvent, ToolCall, Usage
 
 __all__ = [
     "Completion",
@@ -132,15 +121,17 @@ class Completion:
         out: list[StreamEvent] = []
         for c in self.choices or (Choice(0, self.text, self.reasoning, self.tool_calls, self.finish_reason),):
             if c.reasoning:
-                out.append(ReasoningDelta(c.reasoning, t_ns, c.index))
+                out.append(ev.ReasoningDelta(c.reasoning, t_ns, c.index))
             if c.text:
-                out.append(TextDelta(c.text, t_ns) if c.index == 0 else ChoiceDelta(c.index, c.text, t_ns))
+                out.append(
+                    ev.TextDelta(c.text, t_ns) if c.index == 0 else ev.ChoiceDelta(c.index, c.text, t_ns)
+                )
             for call in c.tool_calls:
-                out.append(ToolCallDelta(call.index, call.id, call.name, call.arguments, t_ns, c.index))
+                out.append(ev.ToolCallDelta(call.index, call.id, call.name, call.arguments, t_ns, c.index))
         if self.usage is not None:
-            out.append(UsageEvent(self.usage, t_ns))
+            out.append(ev.UsageEvent(self.usage, t_ns))
         finishes = {c.index: c.finish_reason for c in self.choices if c.finish_reason}
-        out.append(DoneEvent(self.finish_reason, self.server, t_ns, finishes))
+        out.append(ev.DoneEvent(self.finish_reason, self.server, t_ns, finishes))
         return out
 
 

@@ -72,9 +72,6 @@ def tier_share_chart(frame: pl.DataFrame, *, by: str | None = None, title: str |
 
 
 def _finish(chart: Any, title: str, subtitle: str | None) -> Any:
-    t: dict[str, Any] = {"text": title}
-    if subtitle:
-        t["subtitle"] = subtitle
-    out = chart.properties(title=t)
-    out.config = alt.Config(**theme_config())
-    return out
+    """The title (and subtitle, if any) and the charts' theme, as every workbench chart has them."""
+    heading = alt.TitleParams(title, subtitle=subtitle) if subtitle else alt.TitleParams(title)
+    return chart.properties(title=heading).configure(**theme_config())

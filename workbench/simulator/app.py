@@ -220,7 +220,7 @@ class SimApp:
         body, ctype = _error(proto, exc)
         self.ledger.update(rec, status=exc.status)
         stamp = perf_counter_ns()
-        await _send(send, exc.status, body, ctype, request_id=rec.request_id)
+        await _send(send, exc.status, body, ctype, request_id=rec.truth.request_id)
         self.ledger.emit(rec, stamp, 1, 0)
 
     def _check_model(self, proto: Proto, data: dict[str, Any], profile: Profile, *, embed: bool) -> str:
@@ -265,7 +265,7 @@ class SimApp:
                 {
                     "model": model,
                     "embeddings": vectors,
-                    "total_duration": perf_counter_ns() - rec.received_ns,
+                    "total_duration": perf_counter_ns() - rec.truth.received_ns,
                     "load_duration": 0,
                     "prompt_eval_count": n_tok,
                 }
@@ -286,7 +286,7 @@ class SimApp:
             ctype = _JSON_OPENAI
         self.ledger.update(rec, status=200, prompt_tokens=n_tok)
         stamp = perf_counter_ns()
-        await _send(send, 200, body, ctype, request_id=rec.request_id)
+        await _send(send, 200, body, ctype, request_id=rec.truth.request_id)
         self.ledger.emit(rec, stamp, 1, 0)
 
     async def _generate(
@@ -420,7 +420,7 @@ class SimApp:
             ttft_ns, gaps = max(replay.ttft_ns - lateness.estimate_ns(), 0), replay.gaps()
             # A recorded TTFT runs from the client's send: count it from the request's arrival (plus any
             # queueing or load this simulator added), so our own parsing is not added on top of it.
-            start = min(prefill_start, rec.received_ns + int(rec.queued_ms * 1e6) + load_ns)
+            start = min(prefill_start, rec.truth.received_ns + int(rec.truth.queued_ms * 1e6) + load_ns)
         else:
             k = profile.tokens_per_chunk
             n_chunks = -(-n_tokens // k)
@@ -434,7 +434,7 @@ class SimApp:
         else:
             encoder = wire_openai.OpenAIEncoder(kind, model, include_usage)
             ctype = encoder.content_type.encode() if stream else _JSON_OPENAI
-        headers = [(b"content-type", ctype), (b"x-request-id", rec.request_id.encode("latin-1"))]
+        headers = [(b"content-type", ctype), (b"x-request-id", rec.truth.request_id.encode("latin-1"))]
         if stream and proto == "openai":
             headers.append((b"cache-control", b"no-cache"))
         plan = FaultPlan.build(profile, n_chunks)
@@ -456,11 +456,8 @@ class SimApp:
             headers_early=stream and proto == "openai",
             precise=replay is not None if profile.precise_timer is None else profile.precise_timer,
             lateness=lateness,
-            received_ns=rec.received_ns,
             prefill_start_ns=prefill_start,
             load_ns=load_ns,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=n_tokens,
             finish_reason=finish,
             flags=flags,
         )

@@ -51,11 +51,8 @@ class Job:
     gaps: Iterator[int]  # then one gap (ns) per following chunk
     plan: FaultPlan
     headers: list[tuple[bytes, bytes]]
-    received_ns: int
     prefill_start_ns: int
     load_ns: int
-    prompt_tokens: int
-    completion_tokens: int
     finish_reason: str
     flags: Flags = field(default_factory=lambda: Flags())
     started: bool = field(default=False)
@@ -100,7 +97,7 @@ class Job:
 
     async def close_abruptly(self) -> None:
         self.flags.done_sending = True
-        if not self.rec.disconnected:
+        if not self.rec.truth.disconnected:
             self.ledger.update(self.rec, aborted=True)
         await self.abort(self.send)
 
@@ -108,13 +105,14 @@ class Job:
         now = perf_counter_ns()
         first = first_emit_ns if first_emit_ns is not None else now
         last = last_emit_ns if last_emit_ns is not None else now
+        truth = self.rec.truth  # arrival and token counts, recorded before the job was made
         return Timing(
-            total_ns=max(now - self.received_ns, 1),
+            total_ns=max(now - truth.received_ns, 1),
             load_ns=self.load_ns,
             prompt_eval_ns=max(first - self.prefill_start_ns, 1),
             eval_ns=max(last - first, 1),
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
+            prompt_tokens=truth.prompt_tokens,
+            completion_tokens=truth.completion_tokens,
             finish_reason=self.finish_reason,
         )
 

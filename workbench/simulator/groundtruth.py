@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = ["GroundTruth", "Ledger", "ServerStats"]
 
@@ -39,43 +40,19 @@ class GroundTruth:
 
 @dataclass(slots=True)
 class _Live:
-    request_id: str
-    received_ns: int
-    path: str = ""
-    model: str = ""
-    http_version: str = ""
-    status: int = 0
+    """A request in flight: its record so far (replaced as fields change), the lists that grow per chunk."""
+
+    truth: GroundTruth
     emit_ns: list[int] = field(default_factory=list)
     token_emit_ns: list[int] = field(default_factory=list)
-    disconnected: bool = False
-    disconnect_ns: int | None = None
-    aborted: bool = False
-    finished: bool = False
-    queued_ms: float = 0.0
-    load_ms: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     faults: list[str] = field(default_factory=list)
 
     def snapshot(self) -> GroundTruth:
-        return GroundTruth(
-            request_id=self.request_id,
-            path=self.path,
-            model=self.model,
-            http_version=self.http_version,
-            status=self.status,
+        return replace(
+            self.truth,
             emit_ns=tuple(self.emit_ns),
             token_emit_ns=tuple(self.token_emit_ns),
             chunks_sent=len(self.emit_ns),
-            disconnected=self.disconnected,
-            disconnect_ns=self.disconnect_ns,
-            aborted=self.aborted,
-            finished=self.finished,
-            queued_ms=self.queued_ms,
-            load_ms=self.load_ms,
-            received_ns=self.received_ns,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
             faults=tuple(self.faults),
         )
 
@@ -109,9 +86,8 @@ class Ledger:
             self._versions[http_version] += 1
 
     def open(self, request_id: str, http_version: str, path: str) -> _Live:
-        rec = _Live(
-            request_id=request_id, received_ns=time.perf_counter_ns(), path=path, http_version=http_version
-        )
+        truth = GroundTruth(request_id, path, http_version=http_version, received_ns=time.perf_counter_ns())
+        rec = _Live(truth)
         with self._cond:
             self._active += 1
             self._records[request_id] = rec
@@ -129,22 +105,20 @@ class Ledger:
 
     def mark_disconnect(self, rec: _Live, stamp: int) -> None:
         with self._cond:
-            if not rec.finished and not rec.disconnected:
-                rec.disconnected = True
-                rec.disconnect_ns = stamp
+            if not rec.truth.finished and not rec.truth.disconnected:
+                rec.truth = replace(rec.truth, disconnected=True, disconnect_ns=stamp)
             self._cond.notify_all()
 
     def close(self, rec: _Live) -> None:
         with self._cond:
-            if not rec.finished:
-                rec.finished = True
+            if not rec.truth.finished:
+                rec.truth = replace(rec.truth, finished=True)
                 self._active -= 1
             self._cond.notify_all()
 
-    def update(self, rec: _Live, **values: object) -> None:
+    def update(self, rec: _Live, **values: Any) -> None:
         with self._cond:
-            for k, v in values.items():
-                setattr(rec, k, v)
+            rec.truth = replace(rec.truth, **values)
 
     def get(self, request_id: str) -> GroundTruth | None:
         with self._cond:
@@ -158,7 +132,7 @@ class Ledger:
             rec = self._records.get(request_id)
             if rec is None:
                 return False
-            return rec.disconnected if disconnect else rec.finished
+            return rec.truth.disconnected if disconnect else rec.truth.finished
 
         with self._cond:
             return self._cond.wait_for(ready, timeout=timeout_s)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import statistics
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,11 +233,7 @@ class TraceRecord:
 
 
 def _median(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+    return statistics.median(values) if values else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ uses, and every message it returns is serialised as the kernel would (JSON, UTF-
 real one: a buffered tail leaves when its coalescing window closes (the widget's timer), not at the next
 chunk. CPU is the thread time of the view's decisions plus the serialisation, what the kernel pays per stream.
 
-    view_columns(result, coalesce=True, incremental=True)
-    -> {"ui_messages": 12, "ui_bytes": 3456, "ui_cpu_ms": 0.41}
+    row.update(view_columns(result, coalesce=parts.view.coalesce, incremental=parts.view.incremental))
+    # adds ui_messages (int), ui_bytes (int) and ui_cpu_ms (float) to a bench row
 """
 
 from __future__ import annotations
@@ -99,9 +99,10 @@ def view_cost(
         ln.status = {"ok": "done"}.get(result.status, result.status)
     else:
         ln.status = "done"
-    send(vm.end("output", live=live))
-    if live and vm.pending_texts:
-        vm.acked("output", ln.text)  # the front end's ack: recorded in the kernel, nothing sent
+    end = vm.end("output", live=live)
+    send(end)
+    if live and vm.pending_texts:  # the front end's ack: recorded in the kernel, nothing sent
+        vm.acked("output", ln.text, end[0]["content"]["meta"])
     cpu_ns = time.thread_time_ns() - cpu0
     return {"ui_messages": msgs, "ui_bytes": nbytes, "ui_cpu_ms": cpu_ns / 1e6}
 

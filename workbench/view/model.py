@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench._types import DoneEvent, StreamEvent, TextDelta, UsageEvent
-from workbench.view.lane import LaneState, fingerprint, live_meta, utf16_len
+from workbench.view.lane import LaneState, fingerprint, live_meta, replace_meta, utf16_len
 
-__all__ = ["DEFAULT_MAX_NAIVE_UPDATES", "Message", "ViewModel"]
+__all__ = ["DEFAULT_MAX_NAIVE_UPDATES", "Message", "ViewModel", "check_lanes"]
 
 Message = dict[str, Any]
 
@@ -68,6 +68,8 @@ class ViewModel:
         self.naive_stamps: deque[int] = deque()
         #: The `_texts` value the front end holds after the last state sync (or ack).
         self.texts: dict[str, str] = {n: "" for n in names}
+        #: The `_lanes` value (every lane's figures) the front end holds after the last sync (or ack).
+        self.metas: list[dict[str, Any]] = [ln.meta(self.mode()) for ln in self.lanes.values()]
         #: Final texts of ends sent as custom messages and not yet confirmed (lane -> text). A state sync
         #: while a restarted lane streams keeps showing that text; any sync settles them all.
         self.pending_texts: dict[str, str] = {}
@@ -87,7 +89,10 @@ class ViewModel:
         return self.coalesce or ln.forced_coalesce
 
     def dirty(self) -> bool:
-        return any(ln.dirty for ln in self.lanes.values())
+        for ln in self.lanes.values():  # a loop, not any(genexpr): this runs per token in naive mode
+            if ln.dirty:
+                return True
+        return False
 
     def due_ns(self) -> int | None:
         """When the buffered tail must leave (None: nothing buffered on a streaming lane)."""
@@ -130,7 +135,7 @@ class ViewModel:
         self.last_flush_ns = now_ns
         if self.mode() == "delta":
             return [custom({"t": "start", "lane": name, "meta": ln.meta("delta")})]
-        return [self.sync()]
+        return self._syncs()
 
     def on_event(self, name: str | None, event: StreamEvent | str, now_ns: int) -> list[Message]:
         """One stream event (or a plain text piece) on a lane; returns what leaves now.
@@ -139,16 +144,16 @@ class ViewModel:
         cancelled by Stop may still deliver a chunk that was already in flight).
         """
         ln = self.lane(name)
-        out: list[Message] = []
+        out: list[Message] | None = None  # (the per-token path allocates no list of its own)
         if ln.status == "idle":
             out = self.start(ln.name, now_ns)
         elif ln.status != "streaming":
-            return out
+            return []
         if isinstance(event, str):
             event = TextDelta(event, now_ns)
         if isinstance(event, TextDelta):
             if not event.text:
-                return out
+                return out or []
             t = event.t_ns or now_ns
             if ln.first_ns is None:
                 ln.first_ns = t
@@ -169,20 +174,19 @@ class ViewModel:
             # This lane is dirty and streaming, so a flush is due once the window since the last closed
             # (the per-token path: kept free of a scan over the lanes).
             last = self.last_flush_ns
-            if last is None or now_ns - last >= self.interval_ns:
-                out += self.flush(now_ns)
-            return out
-        ln.per_token_updates += 1
-        if self._guard_trips(ln, now_ns):
-            ln.forced_coalesce = True
-            ln.note = (
-                f"coalesce_ui is off: per-token updates stopped after {self.max_naive_updates:,} "
-                f"so the notebook stays responsive; now updating at {self.rate_hz:g} Hz"
-            )
-            out += self.poll(now_ns)
+            sent = self.flush(now_ns) if last is None or now_ns - last >= self.interval_ns else []
         else:
-            out += self.flush(now_ns)
-        return out
+            ln.per_token_updates += 1
+            if self._guard_trips(ln, now_ns):
+                ln.forced_coalesce = True
+                ln.note = (
+                    f"coalesce_ui is off: per-token updates stopped after {self.max_naive_updates:,} "
+                    f"so the notebook stays responsive; now updating at {self.rate_hz:g} Hz"
+                )
+                sent = self.poll(now_ns)
+            else:
+                sent = self.flush(now_ns)
+        return sent if out is None else out + sent
 
     def poll(self, now_ns: int) -> list[Message]:
         """Flush if a flush is due at `now_ns` (what the widget's timer, or the next push, does)."""
@@ -203,7 +207,7 @@ class ViewModel:
                 ln.pending.clear()
                 ln.sent = ln.length
                 ln.dirty = False
-            return [self.sync()]
+            return self._syncs()
         lanes: dict[str, Any] = {}
         for ln in dirty:
             delta = "".join(ln.pending)
@@ -237,15 +241,20 @@ class ViewModel:
         ln.pending.clear()
         ln.sent, ln.sent16 = ln.length, utf16_len(ln.text)
         ln.dirty = False
-        return [self.sync()]
+        return self._syncs()
 
-    def acked(self, name: str, text: str) -> None:
-        """A front end confirmed an end: it now holds `text` as the lane's synced text."""
+    def acked(self, name: str, text: str, meta: dict[str, Any]) -> None:
+        """A front end confirmed an end: it now holds `text` and `meta` as the lane's synced values."""
         self.pending_texts.pop(name, None)
         self.texts = {**self.texts, name: text}
+        self.metas = replace_meta(self.metas, meta)
 
     def sync(self) -> Message:
-        """A full state sync: ended (or state-mode) lanes' texts, every lane's figures."""
+        """A full state sync: ended (or state-mode) lanes' texts, every lane's figures.
+
+        Like ipywidgets, the message carries only the traits whose value changed since the last sync
+        (its `state` may be empty: then nothing is sent). `texts` / `metas` hold the full values.
+        """
         texts = dict(self.texts)
         for ln in self.lanes.values():
             if ln.status != "streaming" or self.mode() == "state":
@@ -254,9 +263,18 @@ class ViewModel:
                 texts[ln.name] = self.pending_texts[ln.name]
         # The sync carries every pending end's final values to both sides: nothing is left to confirm.
         self.pending_texts.clear()
-        self.texts = texts
         lanes = [ln.meta(self.mode()) for ln in self.lanes.values()]
-        return {"method": "update", "state": {"_texts": texts, "_lanes": lanes}, "buffer_paths": []}
+        state: dict[str, Any] = {}
+        if texts != self.texts:
+            state["_texts"] = texts
+        if lanes != self.metas:
+            state["_lanes"] = lanes
+        self.texts, self.metas = texts, lanes
+        return {"method": "update", "state": state, "buffer_paths": []}
+
+    def _syncs(self) -> list[Message]:
+        msg = self.sync()
+        return [msg] if msg["state"] else []
 
     # ---- internals ----
 

@@ -94,7 +94,7 @@ class FrontendEnds:
             return  # a second view's ack, or one for an end a full sync already settled
         del self._pending_ends[p.lane]
         p.cancel()
-        self._vm.acked(p.lane, p.text)
+        self._vm.acked(p.lane, p.text, p.meta)
         # The front end stored these values in its model itself; record them here without echoing them
         # back (ipywidgets' property lock is how it takes a front end's `update` without an echo, too).
         texts = {**self._texts, p.lane: p.text}

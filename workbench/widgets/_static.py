@@ -60,8 +60,6 @@ class Displays:
 
 def table(rows: list[tuple[str, str, str]], head: tuple[str, str, str]) -> str:
     """A small HTML table; every cell is escaped."""
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     th = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in head)
     return f"<table class='wb-static'><thead><tr>{th}</tr></thead><tbody>{cells}</tbody></table>"

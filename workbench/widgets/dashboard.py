@@ -23,20 +23,21 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import anywidget
 import ipywidgets as w
 import polars as pl
-import traitlets
 
 from workbench._exceptions import WorkbenchError
 from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench.charts.timing import CACHE_HITS
 from workbench.client import AsyncClient
 from workbench.experiments import RunResult, Workload, acompare
 from workbench.experiments._toggles import prewarm as warm_up
 from workbench.experiments.clients import make_client
 from workbench.metrics.frames import chunks_frame, to_frame
 from workbench.optimizations import Optimizations
-from workbench.simulator import Simulator
+from workbench.simulator import Profile, Simulator
+from workbench.widgets._secret import SecretField
+from workbench.widgets._static import Displays, with_html
 from workbench.widgets.live_charts import LiveCharts
 from workbench.widgets.panel import OptimizationPanel
 from workbench.widgets.stream_view import StaticView, StreamView
@@ -62,58 +63,6 @@ def dashboard_optimizations(opts: Optimizations) -> Optimizations:
     return opts.replace(**{name: getattr(base, name) for name in NOT_IN_DASHBOARD})
 
 
-_SECRET_ESM = """
-function render({ model, el }) {
-  const input = document.createElement("input");
-  input.type = "password";
-  input.autocomplete = "off";
-  input.placeholder = model.get("placeholder");
-  const note = document.createElement("span");
-  note.style.marginLeft = "6px";
-  const paint = () => {
-    note.textContent = model.get("has_value") ? "key set (kept in the kernel only)" : "";
-  };
-  input.addEventListener("change", () => {
-    model.send({ t: "secret", value: input.value });
-    input.value = "";
-  });
-  model.on("change:has_value", paint);
-  paint();
-  el.append(input, note);
-}
-export default { render };
-"""
-
-
-class SecretField(anywidget.AnyWidget):
-    """A password box; its value reaches the kernel in a custom message only (never saved in the notebook)."""
-
-    _esm = _SECRET_ESM
-    has_value = traitlets.Bool(False).tag(sync=True)
-    placeholder = traitlets.Unicode("API key (optional)").tag(sync=True)
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._secret: str | None = None
-        super().__init__(**kwargs)
-        self.on_msg(self._on_front_msg)
-
-    @property
-    def value(self) -> str | None:
-        return self._secret
-
-    @value.setter
-    def value(self, secret: str | None) -> None:
-        self._secret = secret or None
-        self.has_value = self._secret is not None
-
-    def _on_front_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("t") == "secret":
-            self.value = str(content.get("value") or "")
-
-    def __repr__(self) -> str:
-        return f"SecretField(has_value={self.has_value})"
-
-
 class Dashboard(w.VBox):  # type: ignore[misc]
     """Everything for an interactive session. `dash.results` is a polars frame of the last run.
 
@@ -131,9 +80,13 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         optimizations_b: Optimizations | None = None,
         repeats: int = 3,
         charts: bool = True,
+        profile: Profile | None = None,
         **kwargs: Any,
     ) -> None:
+        """`profile`: the embedded simulator's latency model (default `Profile()`); `backend`: a server
+        instead of the embedded simulator."""
         self._sim: Simulator | None = None
+        self._profile = profile
         self._client: AsyncClient | None = None
         self._client_key: tuple[Any, ...] | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -148,6 +101,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         self.lane_clients: dict[str, AsyncClient] = {}
         #: Milliseconds each lane's untimed warm-up took in the last run (`prewarm`), or its error.
         self.prewarm: dict[str, float | str] = {}
+        self._displays = Displays()
 
         self.prompt = w.Textarea(
             value=prompt, description="Prompt", layout=w.Layout(width="100%", height="70px")
@@ -235,6 +189,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
             ],
             **kwargs,
         )
+        self.add_class("wb-dashboard")  # a handle for styling and for the browser test
 
     # ---- configuration ----
 
@@ -242,7 +197,7 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         """The chosen backend; the embedded simulator is started on first use."""
         if self.backend_kind.value == SIMULATOR:
             if self._sim is None:
-                self._sim = Simulator().start()
+                self._sim = Simulator(self._profile).start()
             chosen = self.protocol.value
             return Backend(self._sim.url, protocol="openai" if chosen == "auto" else chosen, name="simulator")
         url = self.url.value.strip()
@@ -458,6 +413,16 @@ class Dashboard(w.VBox):  # type: ignore[misc]
                 body += f"<div>{self.charts.static('svg').data}</div>"
         return StaticView("\n".join(md), body + "</div>")
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live Dashboard plus `text/html` of `static()` (toggles, texts, figures, charts) for exports."""
+        plain = f"Dashboard({re.sub(r'<[^>]+>', '', self.status.value)})"
+        return with_html(super()._repr_mimebundle_(**kwargs), self.static().html, plain)
+
+    def _ipython_display_(self) -> None:
+        # Displayed under an id, so the static part is brought up to date after each run when no live
+        # front end shows the Dashboard (nbclient, `workbench report`); see workbench.widgets._static.
+        self._displays.show(self._repr_mimebundle_())
+
     def close(self) -> None:
         """Stop a run, close clients and the embedded simulator, close the widgets."""
         self.stop()
@@ -512,6 +477,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         if self.charts is not None and self._results:
             with contextlib.suppress(Exception):
                 self.charts.flush()
+        if self.comm is not None and not any(v.frontend_live for v in self.views()):
+            self._displays.refresh(self._repr_mimebundle_)
 
     def _client_for(self, backend: Backend, opts: Optimizations) -> AsyncClient:
         # One client per (backend, optimizations), kept across runs: a pooled connection and the caches
@@ -552,7 +519,8 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         if self.charts is not None:
             with contextlib.suppress(Exception):  # a chart problem must not end the run
                 # the chunks feed the token-arrival timeline (without them it says "no data")
-                self.charts.update(to_frame(self._results), chunks_frame(self._results))
+                # (the latest streams: the timeline shows a few, and this runs after every result)
+                self.charts.update(to_frame(self._results), chunks_frame(self._results[-6:]))
 
     def _set_status(self, text: str) -> None:
         self.status.value = text
@@ -586,11 +554,34 @@ class Dashboard(w.VBox):  # type: ignore[misc]
         frame: pl.DataFrame = self.run_result.frame
         if frame.is_empty() or "variant" not in frame.columns:
             return "A/B: no results"
-        parts = []
-        for (variant,), group in frame.group_by("variant", maintain_order=True):
-            ok = group.filter(pl.col("status") == "ok")
-            med = ok["ttft_ms"].drop_nulls().median() if "ttft_ms" in ok.columns else None
-            shown = f"{float(med):.0f} ms" if isinstance(med, int | float) else "–"
-            parts.append(f"{variant}: {len(ok)}/{len(group)} ok, median TTFT {shown}")
+        parts = [
+            _describe_variant(str(variant), group)
+            for (variant,), group in frame.group_by("variant", maintain_order=True)
+        ]
         warn = "; ".join(self.run_result.meta.get("warnings", []))
         return "A/B done — " + " · ".join(parts) + (f" ({html.escape(warn)})" if warn else "")
+
+
+def _median(frame: pl.DataFrame, column: str, fmt: str) -> str:
+    med = frame[column].drop_nulls().median() if column in frame.columns else None
+    return format(float(med), fmt) if isinstance(med, int | float) else "–"
+
+
+def _describe_variant(variant: str, group: pl.DataFrame) -> str:
+    """One variant's A/B figures, streamed requests and cache hits apart (a replay's rate is not a
+    streaming rate: pooled, it makes a median that describes neither)."""
+    ok = group.filter(pl.col("status") == "ok")
+    text = f"{html.escape(variant)}: {len(ok)}/{len(group)} ok"
+    if "cache" in ok.columns:
+        is_hit = pl.col("cache").cast(pl.String).is_in(list(CACHE_HITS))
+        streamed, hits = ok.filter(~is_hit), ok.filter(is_hit)
+    else:
+        streamed, hits = ok, ok.clear()
+    if len(streamed):
+        text += (
+            f", streamed {len(streamed)}: median TTFT {_median(streamed, 'ttft_ms', '.0f')} ms, "
+            f"{_median(streamed, 'tokens_per_s', '.1f')} tok/s, TPOT {_median(streamed, 'tpot_ms', '.2f')} ms"
+        )
+    if len(hits):
+        text += f", cache hits {len(hits)}: median TTFT {_median(hits, 'ttft_ms', '.0f')} ms (replayed)"
+    return text

@@ -96,7 +96,7 @@ class LiveCharts:
         if name == "ttft":
             return _c.ttft_histogram(frame, by=self.by, bins=20)
         if name == "throughput":
-            return _c.throughput_by_variant(frame, by=self.by, interval=self.interval)
+            return _c.throughput_by_variant(frame, by=self.by, interval=self.interval, split_cache=True)
         if name == "cache":
             return _c.cache_hit_rate_over_time(frame, bins=12)
         return _c.token_timeline(chunks, max_streams=6)
@@ -187,4 +187,11 @@ class LiveCharts:
         return _c.static(self.chart(), fmt, scale=scale)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        # The live chart plus an SVG of the current grid: what an exported notebook shows (no widget there).
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle or {}, {})
+        try:
+            svg = _c.to_svg(self.chart())
+        except Exception:  # no vl-convert: the live chart still shows
+            return bundle
+        return {**data, "image/svg+xml": svg}, meta

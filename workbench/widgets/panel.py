@@ -101,7 +101,13 @@ class OptimizationPanel(w.VBox):  # type: ignore[misc]
     def static_html(self) -> str:
         """The chosen toggles as an HTML table (title, preset, one row per field with its explanation)."""
         rows = [
-            (row["name"], _shown(getattr(self.value, row["name"])), row["explain"]) for row in describe()
+            (
+                row["name"],
+                _shown(getattr(self.value, row["name"]))
+                + (" (no control here)" if row["name"] in self.hidden else ""),
+                row["explain"],
+            )
+            for row in describe()
         ]
         return (
             f"<div class='wb-panel'><b>{html.escape(self._title)}</b> · preset: "

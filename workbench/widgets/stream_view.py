@@ -52,7 +52,7 @@ import traitlets
 from workbench._exceptions import CancelledError as WorkbenchCancelled
 from workbench._types import Request, StreamEvent, StreamResult
 from workbench.optimizations import Optimizations
-from workbench.view.lane import LaneState, PendingEnd, StaticView, render_static
+from workbench.view.lane import LaneState, PendingEnd, StaticView, render_static, status_line
 from workbench.view.model import DEFAULT_MAX_NAIVE_UPDATES, Message, ViewModel, check_lanes
 from workbench.widgets._frontend_ends import FrontendEnds
 from workbench.widgets._static import Displays, with_html
@@ -191,13 +191,19 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
                     self.cancel(name)
             self._vm.lanes = {n: self._state.get(n) or LaneState(n) for n in names}
             self._vm.texts = {n: self._state[n].text for n in names}
+            self._vm.metas = [self._state[n].meta(self._mode(self._state[n])) for n in names]
             with self.hold_sync():
-                self._texts = dict(self._vm.texts)
-                self._lanes = [self._state[n].meta(self._mode(self._state[n])) for n in names]
+                self._texts = self._vm.texts
+                self._lanes = self._vm.metas
 
     @property
     def interval_ns(self) -> int:
         return self._vm.interval_ns
+
+    @property
+    def frontend_live(self) -> bool:
+        """A live front end (stream_view.js) has spoken to this widget: it shows it and saves its state."""
+        return self._frontend_seen
 
     def text(self, lane: str | None = None) -> str:
         """The text received so far on a lane (exact once the stream ended)."""
@@ -248,10 +254,13 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
         """
         with self._lock:
             msgs = self._vm.on_event(lane, event, self._clock())
-            if msgs:
+            if not msgs:
+                if self._timer is None:
+                    self._arm_timer()
+            else:
                 self._emit(msgs)
-            if self._timer is None and (not msgs or self._vm.dirty()):
-                self._arm_timer()
+                if self._timer is None and self._vm.dirty():  # e.g. started by this push, tail buffered
+                    self._arm_timer()
 
     def finish(self, lane: str | None = None, result: StreamResult | None = None) -> None:
         """End a stream: one full sync carries the exact final text and the final figures."""
@@ -341,18 +350,28 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
         with self._lock:
             return render_static([(ln, ln.meta(self._mode(ln))) for ln in self._state.values()])
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
         """The live widget plus `text/html` of the texts and figures, for exported notebooks."""
-        return with_html(super()._repr_mimebundle_(**kwargs), self.static().html)
+        with self._lock:
+            lines = "; ".join(
+                f"{ln.name}: {status_line(ln.meta(self._mode(ln)))}" for ln in self._state.values()
+            )
+        bundle = super()._repr_mimebundle_(**kwargs)
+        metadata = bundle[1] if isinstance(bundle, tuple) else {}
+        return with_html(bundle, self.static().html, f"StreamView({lines})"), metadata
+
+    def _bundle(self) -> dict[str, Any]:
+        bundle = self._repr_mimebundle_() if self.comm is not None else None  # closed: no live widget
+        return bundle[0] if bundle is not None else {"text/html": self.static().html}
 
     def _ipython_display_(self) -> None:
         # Displayed under an id, so the output's static part can be brought up to date after a stream
         # when no live front end shows it (nbclient, `workbench report`); see workbench.widgets._static.
-        self._displays.show(self._repr_mimebundle_())
+        self._displays.show(self._bundle())
 
     def show(self) -> Any:
         """Display the widget with a display id; `freeze()` later swaps it for the static fallback."""
-        self._handle = self._displays.show(self._repr_mimebundle_())
+        self._handle = self._displays.show(self._bundle())
         return self._handle
 
     def freeze(self) -> None:
@@ -389,9 +408,10 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
 
     def _apply_sync(self, msg: Message) -> None:
         # Setting both traits in one hold_sync sends this very state as one `update` message.
+        # The model's full values: traitlets sends the ones that changed, which is what `msg` carries.
         with self.hold_sync():
-            self._texts = msg["state"]["_texts"]
-            self._lanes = msg["state"]["_lanes"]
+            self._texts = self._vm.texts
+            self._lanes = self._vm.metas
         # This sync carried every pending end's final values to both sides: nothing is left to confirm
         # (so an ack that comes later must not record anything: the sync may have moved on since).
         for p in self._pending_ends.values():
@@ -437,7 +457,7 @@ class StreamView(anywidget.AnyWidget, FrontendEnds):
             self._cancel_timer()
         idle = all(o.status != "streaming" for o in self._state.values())
         if idle and not self._frontend_seen and self.comm is not None:
-            self._displays.refresh(self._repr_mimebundle_)
+            self._displays.refresh(self._bundle)
 
     def _begin_consume(self, stream: object, lane: str | None) -> str:
         with self._lock:
