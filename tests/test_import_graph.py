@@ -159,7 +159,7 @@ def test_the_graph_sees_module_level_function_level_and_type_checking_imports() 
         "import workbench.metrics.frames\n"
         "from workbench import charts\n"
         "from .. import client\n"
-        "from ._lane import Lane\n"
+        "from ..view.lane import LaneState\n"
         "if TYPE_CHECKING:\n"
         "    from workbench.experiments.results import RunResult\n"
         "def f():\n"
@@ -173,12 +173,12 @@ def test_the_graph_sees_module_level_function_level_and_type_checking_imports() 
         "workbench.metrics.frames",
         "workbench.charts",
         "workbench.client",
-        "workbench.widgets._lane",
+        "workbench.view.lane",
         "workbench.experiments.results",
         "workbench.cache",
         "workbench.simulator",
     } <= found
-    assert {area(m) for m in found} >= {"metrics", "charts", "client", "widgets", "experiments", "cache"}
+    assert {area(m) for m in found} >= {"metrics", "charts", "client", "view", "experiments", "cache"}
 
 
 def test_the_graph_has_the_edges_the_code_has(graph: Edges) -> None:

@@ -128,12 +128,20 @@ def test_cache_shares_sum_to_one_per_bin_and_use_fixed_colours() -> None:
 
 def test_throughput_bootstrap_interval_brackets_the_median() -> None:
     f = _requests()
-    chart = c.throughput_by_variant(f)  # bootstrap CI via workbench.metrics.summary
+    chart = c.throughput_by_variant(f, split_cache=False)  # bootstrap CI via workbench.metrics.summary
     rows = [r for d in chart.to_dict()["datasets"].values() for r in d if "median" in r]
     assert {r["group"] for r in rows} == {"baseline", "all-on"}
     for r in rows:
         assert r["lo"] <= r["median"] <= r["hi"]
         assert r["hi"] - r["lo"] < 10.0  # ~150 samples of sd 10: the CI of the median is narrow
+
+
+def test_throughput_never_pools_cache_hits_with_streams_by_default() -> None:
+    f = _requests()  # misses, bypasses and exact / semantic hits in both variants
+    rows = [r for d in c.throughput_by_variant(f).to_dict()["datasets"].values() for r in d if "median" in r]
+    groups = {r["group"] for r in rows}
+    assert len(groups) == 4 and all(("streamed" in g) != ("cache hit" in g) for g in groups), groups
+    assert "cache hits (replays) apart" in _spec_text(c.throughput_by_variant(f))
 
 
 def test_token_timeline_is_cumulative_and_capped() -> None:

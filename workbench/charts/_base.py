@@ -91,6 +91,16 @@ def _measured(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+def _curve(data: pl.DataFrame, **encodings: Any) -> Any:
+    """A line with a dot at each point: curves over a few uneven x values (levels, thresholds, rates)."""
+    return alt.Chart(data).mark_line(point=True).encode(**encodings)
+
+
+def _ci_tooltips(value: str, fmt: str) -> list[Any]:
+    """Tooltips for a value and its confidence interval (the `lo` and `hi` columns), all in one format."""
+    return [alt.Tooltip(f"{c}:Q", format=fmt) for c in (value, "lo", "hi")]
+
+
 def _finite(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     col = pl.col(column).cast(pl.Float64)
     return frame.with_columns(col.alias(column)).filter(col.is_not_null() & col.is_finite())

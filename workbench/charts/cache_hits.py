@@ -11,6 +11,8 @@ from workbench.charts._base import (
     CACHE_COLORS,
     HEIGHT,
     WIDTH,
+    _ci_tooltips,
+    _curve,
     _finish,
     _finite,
     _no_data,
@@ -117,21 +119,12 @@ def audit_chart(audit_frame: pl.DataFrame, *, chosen: float | None = None) -> An
     )
     x = alt.X("threshold:Q", title="cosine similarity threshold", scale=alt.Scale(zero=False))
     band = alt.Chart(data).mark_area(opacity=0.18).encode(x=x, y="lo:Q", y2="hi:Q", color=colors)
-    line = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=x,
-            y=alt.Y("value:Q", title="share of lookups", axis=alt.Axis(format="%")),
-            color=colors,
-            tooltip=[
-                "threshold:Q",
-                "rate:N",
-                alt.Tooltip("value:Q", format=".1%"),
-                alt.Tooltip("lo:Q", format=".1%"),
-                alt.Tooltip("hi:Q", format=".1%"),
-            ],
-        )
+    line = _curve(
+        data,
+        x=x,
+        y=alt.Y("value:Q", title="share of lookups", axis=alt.Axis(format="%")),
+        color=colors,
+        tooltip=["threshold:Q", "rate:N", *_ci_tooltips("value", ".1%")],
     )
     layers = [band, line]
     if chosen is not None:

@@ -10,6 +10,8 @@ import polars as pl
 from workbench.charts._base import (
     HEIGHT,
     WIDTH,
+    _ci_tooltips,
+    _curve,
     _finish,
     _finite,
     _group_color,
@@ -65,13 +67,7 @@ def ablation_chart(summary_frame: pl.DataFrame, *, stat: str = "median", log_sca
     ci = base.mark_rule(size=2).encode(x=alt.X("lo:Q", scale=scale, title=x_title), x2="hi:Q")
     dots = base.mark_point(filled=True, size=60).encode(
         x="ratio:Q",
-        tooltip=[
-            "variant:N",
-            "metric:N",
-            alt.Tooltip("ratio:Q", format=".3f"),
-            alt.Tooltip("lo:Q", format=".3f"),
-            alt.Tooltip("hi:Q", format=".3f"),
-        ],
+        tooltip=["variant:N", "metric:N", *_ci_tooltips("ratio", ".3f")],
     )
     one = alt.Chart(_rows([{"x": 1.0}])).mark_rule(color="#444", strokeDash=[3, 3]).encode(x="x:Q")
     height = max(HEIGHT, 28 * len(order) * max(1, data["metric"].n_unique()) // 2)
@@ -107,15 +103,12 @@ def concurrency_sweep_chart(
     tips = [alt.Tooltip(f"{offered}:Q", format=".1f"), alt.Tooltip(f"{delivered}:Q", format=".1f"), "group:N"]
     if label in keep:
         tips.append(f"{label}:Q")
-    line = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X(f"{offered}:Q", title="offered (tokens/s)"),
-            y=alt.Y(f"{delivered}:Q", title="delivered (tokens/s)"),
-            color=_group_color(group),
-            tooltip=tips,
-        )
+    line = _curve(
+        data,
+        x=alt.X(f"{offered}:Q", title="offered (tokens/s)"),
+        y=alt.Y(f"{delivered}:Q", title="delivered (tokens/s)"),
+        color=_group_color(group),
+        tooltip=tips,
     )
     layers = [diag, line]
     if label in keep:

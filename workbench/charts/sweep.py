@@ -8,7 +8,7 @@ from typing import Any
 import altair as alt
 import polars as pl
 
-from workbench.charts._base import HEIGHT, WIDTH, _finish, _no_data, _require
+from workbench.charts._base import HEIGHT, WIDTH, _curve, _finish, _no_data, _require
 
 __all__ = ["sweep_latency_chart"]
 
@@ -24,28 +24,21 @@ def sweep_latency_chart(frame: pl.DataFrame, *, level_title: str = "level", shar
         index=["level", "variant"], on=["ttft_p50_ms", "ttft_p99_ms"], variable_name="stat", value_name="ms"
     ).filter(pl.col("ms").is_finite() & (pl.col("ms") > 0))
     x = alt.X("level:Q", title=level_title, scale=alt.Scale(type="log"))
-    ttft = (
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=x,
-            y=alt.Y("ms:Q", title="TTFT (ms)", scale=alt.Scale(type="log")),
-            color=alt.Color("variant:N"),
-            strokeDash=alt.StrokeDash("stat:N", title="statistic"),
-            tooltip=["level:Q", "variant:N", "stat:N", alt.Tooltip("ms:Q", format=".1f")],
-        )
-        .properties(width=WIDTH // 2, height=HEIGHT)
-    )
+    ttft = _curve(
+        long,
+        x=x,
+        y=alt.Y("ms:Q", title="TTFT (ms)", scale=alt.Scale(type="log")),
+        color=alt.Color("variant:N"),
+        strokeDash=alt.StrokeDash("stat:N", title="statistic"),
+        tooltip=["level:Q", "variant:N", "stat:N", alt.Tooltip("ms:Q", format=".1f")],
+    ).properties(width=WIDTH // 2, height=HEIGHT)
     shares = frame.select("level", "variant", "client_share").filter(pl.col("client_share").is_finite())
-    share = (
-        alt.Chart(shares)
-        .mark_line(point=True)
-        .encode(
-            x=x,
-            y=alt.Y("client_share:Q", title="client share (loop lag / ITL)", axis=alt.Axis(format="%")),
-            color=alt.Color("variant:N"),
-            tooltip=["level:Q", "variant:N", alt.Tooltip("client_share:Q", format=".1%")],
-        )
+    share = _curve(
+        shares,
+        x=x,
+        y=alt.Y("client_share:Q", title="client share (loop lag / ITL)", axis=alt.Axis(format="%")),
+        color=alt.Color("variant:N"),
+        tooltip=["level:Q", "variant:N", alt.Tooltip("client_share:Q", format=".1%")],
     )
     limit = (
         alt.Chart(pl.DataFrame({"y": [share_limit]}))

@@ -22,12 +22,13 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from workbench._exceptions import ConfigError, StatusError, WorkbenchError
-from workbench._types import Backend, Request, StreamEvent, StreamResult, Timeouts
+from workbench._exceptions import ConfigError, StatusError
+from workbench._types import Backend, Request, Timeouts
 from workbench.client import AsyncClient
 from workbench.experiments._checks import cache_stats, pool_warning, rate_warning
 from workbench.experiments._monitor import LoopLag, Monitor, client_limited_warning
-from workbench.experiments._toggles import arm_run, batches, make_clients, prewarm, run_pool, view_frame
+from workbench.experiments._run_state import OnEvent, OnResult, RunState, Settable, timing_frame
+from workbench.experiments._toggles import arm_run, batches, make_clients, run_pool, view_frame
 from workbench.experiments.arrivals import (
     Arrival,
     Concurrency,
@@ -42,7 +43,6 @@ from workbench.experiments.results import RunResult, environment
 from workbench.experiments.verdicts import SLO
 from workbench.experiments.workloads import Workload
 from workbench.metrics.frames import to_frame
-from workbench.metrics.recorder import Recorder
 from workbench.optimizations import Optimizations
 from workbench.router import Router
 
@@ -57,13 +57,6 @@ __all__ = [
     "plan",
     "sweep",
 ]
-
-OnEvent = Callable[[str, Request, StreamEvent], None]
-OnResult = Callable[[str, StreamResult], None]
-
-
-class _Settable(Protocol):
-    def is_set(self) -> bool: ...
 
 
 class ClientFactory(Protocol):
@@ -116,154 +109,8 @@ def plan(
     return out
 
 
-@dataclass
-class _Timing:
-    scheduled_ns: int
-    ready_ns: int = 0
-    acquired_ns: int = 0
-    rss_delta: int = 0
-
-
-class _Run:
-    """State of one run: clients, hooks, stop handling, collected results and timings."""
-
-    def __init__(
-        self,
-        backend: Backend,
-        clients: Mapping[str, Any],
-        on_event: OnEvent | None,
-        on_result: OnResult | None,
-        stop: _Settable | None,
-        progress: Any,
-        monitor: Monitor,
-    ) -> None:
-        self.backend = backend
-        self.clients = clients
-        self.on_event = on_event
-        self.on_result = on_result
-        self.stop = stop
-        self.progress = progress
-        self.monitor = monitor
-        self.stopping = False
-        self.inflight: dict[str, Any] = {}
-        self.results: list[StreamResult] = []
-        self.timings: dict[str, _Timing] = {}
-        self.unexpected: list[str] = []
-        # Runner-side toggles (set by acompare; the defaults leave a bare _Run as it was).
-        self.opts: dict[str, Optimizations] = {}
-        self.router: Router | None = None
-        self.tier_clients: dict[tuple[str, str], Any] = {}  # (variant, tier) -> client on another server
-        self.warm_targets: dict[str, list[tuple[Any, str]]] = {}  # variant -> (client, model) to prewarm
-        self.prewarms: dict[str, list[dict[str, Any]]] = {}
-        self._prewarm_locks: dict[str, asyncio.Lock] = {}
-        self.block = 1
-        self.interleave = True
-        self.in_flight: dict[str, int] = {}
-        self.max_in_flight: dict[str, int] = {}
-
-    async def watch_stop(self) -> None:
-        # threading.Event or asyncio.Event: both have is_set(); polling keeps one code path for both.
-        while not self.stopping:
-            if self.stop is not None and self.stop.is_set():
-                self.stopping = True
-                for s in list(self.inflight.values()):
-                    s.cancel()
-                return
-            await asyncio.sleep(0.02)
-
-    async def one(
-        self,
-        slot: Slot,
-        request: Request,
-        scheduled_ns: int,
-        sem: asyncio.Semaphore | None,
-        ready_ns: int | None = None,
-    ) -> None:
-        """Run one slot. `ready_ns`: when it was handed to a worker pool (its wait for a free worker is
-        `client_queue_ms`); default now."""
-        timing = _Timing(scheduled_ns, ready_ns=time.perf_counter_ns() if ready_ns is None else ready_ns)
-        self.timings[request.id] = timing
-        if sem is not None:
-            await sem.acquire()
-        try:
-            timing.acquired_ns = time.perf_counter_ns()
-            if self.stopping:
-                return
-            # untimed: the variant's first request waits for its warm-up, which is not in the frame
-            await self._prewarm(slot.variant)
-            timing.acquired_ns = time.perf_counter_ns()
-            if self.stopping:
-                return
-            request = self._route(slot.variant, request)
-            v = slot.variant
-            self.in_flight[v] = self.in_flight.get(v, 0) + 1
-            self.max_in_flight[v] = max(self.max_in_flight.get(v, 0), self.in_flight[v])
-            rss0 = self.monitor.rss()
-            try:
-                result = await self._execute(slot.variant, request)
-            finally:
-                self.in_flight[v] -= 1
-            timing.rss_delta = self.monitor.rss() - rss0
-        finally:
-            if sem is not None:
-                sem.release()
-        self.results.append(result)
-        if self.progress is not None:
-            self.progress.update(1)
-        if self.on_result is not None:
-            self.on_result(slot.variant, result)
-
-    async def _prewarm(self, variant: str) -> None:
-        """`prewarm`: once per variant, before its first request, load each model it may be sent to."""
-        opts = self.opts.get(variant)
-        if opts is None or not opts.prewarm or variant in self.prewarms:
-            return
-        lock = self._prewarm_locks.setdefault(variant, asyncio.Lock())
-        async with lock:  # a worker pool's first N requests all wait for the one warm-up
-            if variant in self.prewarms:
-                return
-            records = [await prewarm(c, model, self.backend) for c, model in self.warm_targets[variant]]
-            self.prewarms[variant] = records
-
-    def _route(self, variant: str, request: Request) -> Request:
-        """With a router: re-address `request` to its tier; the decision's columns ride in its tags."""
-        if self.router is None:
-            return request
-        opts = self.opts.get(variant)
-        routed, _ = self.router.apply(request, fast_path=bool(opts and opts.router_fast_path))
-        return routed
-
-    async def _execute(self, variant: str, request: Request) -> StreamResult:
-        client = self.tier_clients.get((variant, str(request.tags.get("tier"))), self.clients[variant])
-        try:
-            async with client.stream(request) as s:
-                self.inflight[request.id] = s
-                if self.stopping:
-                    s.cancel()
-                async for ev in s:
-                    if self.on_event is not None:
-                        self.on_event(variant, request, ev)
-            result: StreamResult = s.result
-            return result
-        except WorkbenchError as exc:
-            if exc.result is not None:
-                return exc.result
-            return self._failed(request, exc)
-        except Exception as exc:  # a benchmark keeps going; the row and a run warning show what broke
-            self.unexpected.append(f"{type(exc).__name__}: {exc}")
-            return self._failed(request, exc)
-        finally:
-            self.inflight.pop(request.id, None)
-
-    def _failed(self, request: Request, exc: BaseException) -> StreamResult:
-        proto = self.backend.protocol if self.backend.protocol != "auto" else "openai"
-        rec = Recorder(request, backend=self.backend.label, protocol=proto)
-        rec.sent()
-        return rec.finish("error", error=exc)
-
-
 async def _drive(
-    run: _Run,
+    run: RunState,
     arrival: Arrival,
     slots: Sequence[Slot],
     requests: Sequence[Request],
@@ -329,39 +176,6 @@ def _variants(variants: Mapping[str, Optimizations] | Sequence[Optimizations]) -
     return out
 
 
-def _timing_frame(run: _Run, t0: int) -> pl.DataFrame:
-    ids, sched, disp, queue, sent_lag, rss = [], [], [], [], [], []
-    sent = {r.request.id: r.sent_ns for r in run.results}
-    for rid, t in run.timings.items():
-        if rid not in sent:
-            continue
-        ids.append(rid)
-        sched.append((t.scheduled_ns - t0) / 1e6)
-        disp.append(max(t.ready_ns - t.scheduled_ns, 0) / 1e6)
-        queue.append(max(t.acquired_ns - t.ready_ns, 0) / 1e6)
-        s = sent[rid] or t.acquired_ns
-        sent_lag.append((s - t.scheduled_ns) / 1e6)
-        rss.append(t.rss_delta)
-    return pl.DataFrame(
-        {
-            "request_id": ids,
-            "scheduled_ms": sched,
-            "dispatch_lag_ms": disp,
-            "client_queue_ms": queue,
-            "sent_lag_ms": sent_lag,
-            "rss_delta_bytes": rss,
-        },
-        schema={
-            "request_id": pl.String(),
-            "scheduled_ms": pl.Float64(),
-            "dispatch_lag_ms": pl.Float64(),
-            "client_queue_ms": pl.Float64(),
-            "sent_lag_ms": pl.Float64(),
-            "rss_delta_bytes": pl.Int64(),
-        },
-    )
-
-
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     if not enabled:
         return None
@@ -391,7 +205,7 @@ async def acompare(
     warmup: int = 0,
     on_event: OnEvent | None = None,
     on_result: OnResult | None = None,
-    stop: _Settable | None = None,
+    stop: Settable | None = None,
     progress: bool = True,
     seed: int = 0,
     block: int = 1,
@@ -481,7 +295,7 @@ async def acompare(
     clients, tier_clients, disk_meta = make_clients(be, named, to, client_factory, router, cache_dir)
     monitor = Monitor()
     bar = _progress_bar(len(slots), progress, arr.label())
-    run = _Run(be, clients, on_event, on_result, stop, bar, monitor)
+    run = RunState(be, clients, on_event, on_result, stop, bar, monitor)
     arm_run(run, named, tier_clients, router, str(workload.model), block=block, interleave=interleave)
     watcher = asyncio.create_task(run.watch_stop())
     lag = LoopLag()
@@ -513,7 +327,7 @@ async def acompare(
     order = {r.id: i for i, r in enumerate(requests)}
     results = sorted(run.results, key=lambda r: order.get(r.request.id, 0))
     frame = to_frame(results)
-    frame = frame.join(_timing_frame(run, t0), on="request_id", how="left").with_columns(
+    frame = frame.join(timing_frame(run, t0), on="request_id", how="left").with_columns(
         # What the user waited counting from when the request was due: queueing is shown, never hidden.
         (pl.col("sent_lag_ms") + pl.col("ttft_ms")).alias("ttft_from_schedule_ms"),
         (pl.col("sent_lag_ms") + pl.col("e2e_ms")).alias("e2e_from_schedule_ms"),

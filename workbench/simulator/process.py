@@ -21,20 +21,19 @@ import ssl
 import subprocess
 import sys
 import time
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 
-from workbench._types import Backend, ProtocolName
+from workbench.simulator._served import Served
 from workbench.simulator.groundtruth import GroundTruth, ServerStats
 from workbench.simulator.profile import Profile
 
 __all__ = ["ProcessSimulator"]
 
 
-class ProcessSimulator:
+class ProcessSimulator(Served):
     """Same interface as `Simulator` (url, ca_path, ssl_context, ground_truth, wait_disconnect, stats)."""
 
     def __init__(
@@ -129,32 +128,11 @@ class ProcessSimulator:
             if proc.stdout is not None:
                 proc.stdout.close()
 
-    def __enter__(self) -> ProcessSimulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         if not self._url:
             raise RuntimeError("simulator is not started")
         return self._url
-
-    @property
-    def ca_path(self) -> str | None:
-        return self._ca_path
-
-    def backend(self, protocol: ProtocolName | Literal["auto"] = "ollama", name: str = "") -> Backend:
-        """A `Backend` for this simulator: its URL, the protocol, and its CA trusted when TLS is on."""
-        return Backend(self.url, protocol=protocol, verify=self.ca_path or True, name=name or "simulator")
-
-    def ssl_context(self) -> ssl.SSLContext:
-        if self._ca_path is None:
-            raise RuntimeError("simulator runs without TLS")
-        return ssl.create_default_context(cafile=self._ca_path)
 
     @property
     def running(self) -> bool:

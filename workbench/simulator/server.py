@@ -18,14 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import ssl
 import tempfile
 import threading
 from pathlib import Path
-from types import TracebackType
-from typing import Literal
 
-from workbench._types import Backend, ProtocolName
+from workbench.simulator._served import Served
 from workbench.simulator.app import SimApp
 from workbench.simulator.groundtruth import GroundTruth, Ledger, ServerStats
 from workbench.simulator.profile import Profile
@@ -33,7 +30,7 @@ from workbench.simulator.profile import Profile
 __all__ = ["Simulator"]
 
 
-class Simulator:
+class Simulator(Served):
     """A running simulator. Use as a context manager, or call start()/stop().
 
         with Simulator(Profile.instant()) as sim:
@@ -181,14 +178,6 @@ class Simulator:
                 self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> Simulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # ---- addresses ---------------------------------------------------------------------------------------
     @property
     def port(self) -> int:
@@ -208,21 +197,6 @@ class Simulator:
             return self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self._control_port}"
-
-    @property
-    def ca_path(self) -> str | None:
-        """PEM of the CA that signed the server certificate (pass as httpx `verify=`); None without TLS."""
-        return self._ca_path
-
-    def backend(self, protocol: ProtocolName | Literal["auto"] = "ollama", name: str = "") -> Backend:
-        """A `Backend` for this simulator: its URL, the protocol, and its CA trusted when TLS is on."""
-        return Backend(self.url, protocol=protocol, verify=self._ca_path or True, name=name or "simulator")
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A client SSL context trusting this simulator's CA (httpx prefers it to a `verify=` path)."""
-        if self._ca_path is None:
-            raise RuntimeError("simulator runs without TLS")
-        return ssl.create_default_context(cafile=self._ca_path)
 
     @property
     def running(self) -> bool:
