@@ -171,20 +171,18 @@ class _Base:
             self.engine.cancel()
         return self.engine
 
-    def _handle(self, engine: StreamEngine, chunk: bytes | list[StreamEvent], t: int) -> None:
-        events = engine.on_data(chunk, t) if isinstance(chunk, bytes) else engine.on_events(chunk, t)
+    def _emit(self, events: list[StreamEvent]) -> None:
         if events:
             if self._observer is not None:
                 self._observer.events(events)
             self._pending.extend(events)
 
+    def _handle(self, engine: StreamEngine, chunk: bytes | list[StreamEvent], t: int) -> None:
+        self._emit(engine.on_data(chunk, t) if isinstance(chunk, bytes) else engine.on_events(chunk, t))
+
     def _eof_events(self, engine: StreamEngine, t: int) -> bool:
         """True when the stream may end now (no events or held-back error left to hand out first)."""
-        events = engine.on_eof(t)
-        if events:
-            if self._observer is not None:
-                self._observer.events(events)
-            self._pending.extend(events)
+        self._emit(engine.on_eof(t))
         if engine.pending_error is not None and self._pending:
             return False  # hand out the events first; the next step raises the error
         return True
@@ -254,7 +252,7 @@ class Stream(_Base):
             if self._must_open(engine):
                 source.open(engine)
             while not self._pending and not self._ended:
-                engine.raise_if_due(time.perf_counter_ns())
+                engine.raise_held()
                 # stamp first (the argument is evaluated as the read returns), parse after
                 if self._took(engine, source.read(), time.perf_counter_ns()):
                     self._close_source()
@@ -445,7 +443,7 @@ class AsyncStream(_Base):
             if self._must_open(engine):
                 await self._guard(engine, self._source.aopen(engine))
             while not self._pending and not self._ended:
-                engine.raise_if_due(time.perf_counter_ns())
+                engine.raise_held()
                 chunk = await self._guard(engine, self._source.aread())
                 if self._took(engine, chunk, time.perf_counter_ns()):  # stamp first, parse after
                     await self._close_source()

@@ -237,11 +237,15 @@ class StreamEngine:
             return self.pending_error
         return self.interruption(now_ns)
 
-    def raise_if_due(self, now_ns: int) -> None:
-        """`check`, raising: called by the drivers before every read."""
-        err = self.check(now_ns)
-        if err is not None:
-            raise err
+    def raise_held(self) -> None:
+        """Before every read: raise a parse error held back until its read's events were handed out, or an
+        early cancel. Deadlines are not computed here: the read itself is bounded by them (the sync adapter
+        and the async guard), and `interruption` runs after every read; computing them again per read
+        was work on the hot path."""
+        if self.pending_error is not None:
+            raise self.pending_error
+        if self.cancel_ns is not None and self.early_cancel:
+            raise self.cancelled_error()
 
     def seconds_left(self, now_ns: int) -> float | None:
         d = self.deadline() if self.sent_ns else None
