@@ -29,7 +29,7 @@ from workbench._types import Backend, Timeouts
 from workbench.client import AsyncClient
 from workbench.experiments.results import RunResult
 from workbench.experiments.runner import compare
-from workbench.experiments.scenario_cases import Measured, _StopAfter
+from workbench.experiments.scenario_cases import Measured, _ab, _StopAfter
 from workbench.experiments.scenarios import _SCHEMA, ScenarioResult, _row, scenario_for
 from workbench.experiments.workloads import Workload
 from workbench.optimizations import Optimizations
@@ -76,21 +76,6 @@ def _fact(runs: Sequence[RunResult], toggle: str) -> tuple[bool, str]:
             return True, str(fact["evidence"])
         evidence.append(str(fact["evidence"]))
     return False, evidence[0] if evidence else "the runner recorded no fact for this toggle"
-
-
-def _ab(
-    wl: Workload, base: Optimizations, on: Optimizations, backend: Backend, seed: int, **kwargs: Any
-) -> RunResult:
-    return compare(
-        wl,
-        {"baseline": base, "toggle": on},
-        backend=backend,
-        interleave=True,
-        progress=False,
-        seed=seed,
-        baseline="baseline",
-        **kwargs,
-    )
 
 
 def _pool(backend: Backend, model: str, n: int, seed: int) -> Measured:
