@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import itertools
 import time
@@ -130,6 +131,13 @@ class SimApp:
         self.ledger.count(tuple(client) if client else None, str(scope.get("http_version", "")))
         path: str = scope["path"]
         route = _ROUTES.get(path)
+        method = scope["method"].encode()
+        if route is None or (method != route.method and method != b"GET" and method != b"HEAD"):
+            # An error answer to a request whose body was never read makes the server drop the connection
+            # after the answer; a keep-alive client may already be sending its next request on it (seen as
+            # "server disconnected without sending a response"). Read the body first, as real servers do.
+            with contextlib.suppress(BadRequest):
+                await read_body(receive)
         if route is None:
             if path.startswith("/v1/"):
                 text = f"Invalid URL ({scope['method']} {path})"
@@ -137,7 +145,6 @@ class SimApp:
             else:
                 await _send(send, 404, b"404 page not found", b"text/plain")
             return
-        method = scope["method"].encode()
         if method != route.method and not (method == b"HEAD" and route.method == b"GET"):
             bad = BadRequest(405, f"method {scope['method']} not allowed on {path}")
             body, ctype = _error(route.proto, bad)
